@@ -1,0 +1,102 @@
+"""Where code runs: the tier switch (tiny on a CPU, full on a GPU) and the device doctor.
+
+Every notebook and every command asks this module, and only this module, which tier it is in and which precision to
+use — so a laptop, CI and a Colab GPU all run the *same* code path with different sizes.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Tier = Literal["tiny", "full"]
+TIERS: tuple[str, ...] = ("tiny", "full")
+TIER_ENV = "JITLIB_TIER"
+
+
+def default_device() -> torch.device:
+    """The device jitlib uses when none is given: the first CUDA GPU if there is one, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def tier() -> Tier:
+    """The size tier: ``$JITLIB_TIER`` when set, else ``"full"`` with CUDA and ``"tiny"`` without.
+
+    The tiny tier keeps every notebook well under 90 s on 2 CPU cores; the full tier reproduces the results at the
+    sizes the book reports.
+    """
+    value = os.environ.get(TIER_ENV, "").strip().lower()
+    if value:
+        if value not in TIERS:
+            raise ValueError(f"{TIER_ENV}={value!r} is not a tier; valid: {', '.join(TIERS)}")
+        return value  # type: ignore[return-value]
+    return "full" if torch.cuda.is_available() else "tiny"
+
+
+def bf16_is_native(device: torch.device) -> bool:
+    """True when the device computes bfloat16 in hardware (CUDA compute capability ≥ 8.0, e.g. A100/H100)."""
+    if device.type != "cuda":
+        return False
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
+def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The mixed-precision dtype for ``device``: bf16 where it is native, fp16 on older GPUs (T4), None (fp32) on CPU.
+
+    fp16 needs a gradient scaler when training; bf16 does not. On the CPU autocast would only slow things down.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if bf16_is_native(device) else torch.float16
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """What :func:`doctor` found: enough to know what a run will do on this machine."""
+
+    tier: Tier
+    device: str
+    device_name: str
+    compute_capability: str | None
+    precision: str
+    torch_version: str
+    threads: int
+
+    def __str__(self) -> str:
+        cc = f", compute capability {self.compute_capability}" if self.compute_capability else ""
+        return (
+            f"jitlib doctor: tier={self.tier} | device={self.device} ({self.device_name}{cc}) | "
+            f"precision={self.precision} | torch {self.torch_version}, {self.threads} CPU threads"
+        )
+
+
+def doctor(print_report: bool = True) -> DoctorReport:
+    """Report device, compute capability, precision and tier; installs and changes nothing."""
+    device = default_device()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        major, minor = torch.cuda.get_device_capability(device)
+        cc: str | None = f"{major}.{minor}"
+    else:
+        name = platform.processor() or platform.machine()
+        cc = None
+    dtype = autocast_dtype(device)
+    precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + grad scaler"}[dtype]
+    report = DoctorReport(
+        tier=tier(),
+        device=str(device),
+        device_name=name,
+        compute_capability=cc,
+        precision=precision,
+        torch_version=torch.__version__,
+        threads=torch.get_num_threads(),
+    )
+    if print_report:
+        print(report)
+    return report

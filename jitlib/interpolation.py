@@ -1,0 +1,81 @@
+"""The noising path of JiT: z_t = t·x + (1 − t)·ε (Eq. 1), its velocity v = x − ε (Eq. 2) and the training-time sampler of t.
+
+Conventions (the paper's, rectified-flow style): t = 0 is pure noise, t = 1 is clean data; ε ~ N(0, s²I) with noise
+scale s = image_size / 256 (App. A), which the *caller* applies when drawing ε. Time tensors have shape (B,) and are
+broadcast against data of shape (B, ...) with :func:`expand_t`.
+
+``T_EPS`` is the paper's clip (§4.3, Tab. 9 "clip of (1 − t) in division 0.05"): wherever a formula divides by 1 − t,
+jitlib divides by max(1 − t, t_eps) instead, and wherever it divides by t (ε-prediction → x) by max(t, t_eps). Without
+it the x → v conversion v = (x̂ − z)/(1 − t) would weight the x-error by up to 1/(1 − t)² → ∞ as t → 1.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+T_EPS: float = 0.05
+TimeDistribution = Literal["logit_normal", "uniform"]
+TIME_DISTRIBUTIONS: tuple[str, ...] = ("logit_normal", "uniform")
+
+
+def expand_t(t: Tensor, like: Tensor) -> Tensor:
+    """t of shape (B,) viewed as (B, 1, ..., 1) so it broadcasts against ``like`` of shape (B, ...); checks 0 ≤ t ≤ 1."""
+    if t.dim() != 1 or like.dim() < 1 or t.shape[0] != like.shape[0]:
+        raise ValueError(
+            f"t has shape {tuple(t.shape)} but must be (B,) with B = {like.shape[0] if like.dim() else '?'} "
+            f"for data of shape {tuple(like.shape)}"
+        )
+    if t.numel() and not bool(((t >= 0) & (t <= 1)).all()):
+        raise ValueError(
+            f"t must lie in [0, 1] (0 = noise, 1 = data); got values in [{t.min():g}, {t.max():g}]"
+        )
+    return t.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+def check_same_shape(**tensors: Tensor) -> None:
+    """Raise a one-line ValueError unless all named tensors have the same shape."""
+    shapes = {name: tuple(x.shape) for name, x in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"shapes must match, got {', '.join(f'{k}={v}' for k, v in shapes.items())}")
+
+
+def interpolate(x: Tensor, eps: Tensor, t: Tensor) -> Tensor:
+    """z_t = t·x + (1 − t)·ε  (Eq. 1): data at t = 1, noise at t = 0."""
+    check_same_shape(x=x, eps=eps)
+    tt = expand_t(t, x)
+    return tt * x + (1 - tt) * eps
+
+
+def velocity(x: Tensor, eps: Tensor) -> Tensor:
+    """v = dz_t/dt = x − ε  (Eq. 2), the flow-matching target."""
+    check_same_shape(x=x, eps=eps)
+    return x - eps
+
+
+def sample_t(
+    n: int,
+    dist: TimeDistribution = "logit_normal",
+    mu: float = -0.8,
+    sigma: float = 0.8,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Training times t ~ logit-normal: t = sigmoid(μ + σ·n), n ~ N(0, 1) (App. A, Tab. 9: μ = −0.8, σ = 0.8); or t ~ U(0, 1).
+
+    μ < 0 biases t toward noise (median sigmoid(−0.8) ≈ 0.31); Tab. 3 sweeps μ. Returns a tensor of shape (n,).
+    """
+    if n < 0:
+        raise ValueError(f"n={n} must be a non-negative number of samples")
+    if dist == "logit_normal":
+        if not sigma > 0:
+            raise ValueError(f"sigma={sigma} must be > 0 for the logit-normal time distribution")
+        noise = torch.randn(n, generator=generator, device=device, dtype=dtype)
+        return torch.sigmoid(mu + sigma * noise)
+    if dist == "uniform":
+        return torch.rand(n, generator=generator, device=device, dtype=dtype)
+    raise ValueError(f"dist={dist!r} is not a time distribution; valid: {', '.join(TIME_DISTRIBUTIONS)}")

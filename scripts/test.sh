@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every test: builds the book (warnings as errors), then runs the unit tests, every notebook under nbval, and the
+# checks on the built HTML — in one pytest run, so its closing line counts them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+venv=${JITLIB_VENV:-.venv}
+"$venv/bin/ruff" check jitlib tests scripts
+start=$(date +%s)
+bash scripts/build_book.sh
+echo "book built in $(( $(date +%s) - start )) s" >&2
+export JITLIB_BOOK_BUILT=1
+exec "$venv/bin/python" -m pytest tests book --nbval-lax --durations=15 "$@"
