@@ -1,7 +1,56 @@
-"""jitlib — pixel-space diffusion with x-prediction (JiT, Li & He 2025): maths, model, training, sampling, evaluation."""
+"""jitlib — pixel-space diffusion with x-prediction (JiT, Li & He 2025): maths, model, training, sampling, evaluation.
 
+The maths of the paper is importable from the top level; the model, trainer and tools live in their own modules
+(``jitlib.model``, ``jitlib.registry``, ``jitlib.train``, ...).
+"""
+
+from jitlib.denoiser import Denoiser
 from jitlib.device import autocast_dtype, default_device, doctor, tier
+from jitlib.interpolation import T_EPS, expand_t, interpolate, sample_t, velocity
+from jitlib.losses import implied_weight, prediction_loss
+from jitlib.oracle import GaussianMixture
+from jitlib.sampling import Trajectory, linear_grid, sample
+from jitlib.targets import (
+    TARGETS,
+    Prediction,
+    Target,
+    convert,
+    eps_to_v,
+    eps_to_x,
+    v_to_eps,
+    v_to_x,
+    x_to_eps,
+    x_to_v,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "autocast_dtype", "default_device", "doctor", "tier"]
+__all__ = [
+    "T_EPS",
+    "TARGETS",
+    "Denoiser",
+    "GaussianMixture",
+    "Prediction",
+    "Target",
+    "Trajectory",
+    "__version__",
+    "autocast_dtype",
+    "convert",
+    "default_device",
+    "doctor",
+    "eps_to_v",
+    "eps_to_x",
+    "expand_t",
+    "implied_weight",
+    "interpolate",
+    "linear_grid",
+    "prediction_loss",
+    "sample",
+    "sample_t",
+    "tier",
+    "v_to_eps",
+    "v_to_x",
+    "velocity",
+    "x_to_eps",
+    "x_to_v",
+]

@@ -61,7 +61,7 @@ def find_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         if not (path / LAST).is_file():
-            raise FileNotFoundError(f"no checkpoint to resume in folder {str(path)!r} (expected {LAST})")
+            raise FileNotFoundError(f"no checkpoint in folder {str(path)!r} (expected {LAST} there)")
         return path / LAST
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -76,7 +76,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise ValueError(f"cannot read checkpoint {str(path)!r}: {str(err).splitlines()[0]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} is not a jitlib training checkpoint (for official JiT weights use weights.load_official)")
+        raise ValueError(
+            f"{str(path)!r} is not a jitlib training checkpoint (for official JiT weights use weights.load_official)"
+        )
     return state
 
 
@@ -86,4 +88,6 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: str | P
     if diffs:
         shown = "; ".join(f"{k}: {a!r} in checkpoint, {b!r} now" for k, a, b in diffs[:4])
         more = f" (+{len(diffs) - 4} more)" if len(diffs) > 4 else ""
-        raise ValueError(f"cannot resume from {str(path)!r}: it was trained with a different configuration — {shown}{more}")
+        raise ValueError(
+            f"cannot resume from {str(path)!r}: it was trained with a different configuration — {shown}{more}"
+        )

@@ -29,7 +29,7 @@ class ModelConfig:
 
     name: str = "JiT-B/16"
     arch: dict[str, Any] = field(default_factory=dict)
-    num_classes: int | None = None  # None: as many as the data set has
+    num_classes: int | None = None  # None: as many as the data set has; 0: unconditional
 
 
 @dataclass
@@ -37,7 +37,7 @@ class DataConfig:
     """Which images: ``digits`` / ``shapes`` (offline, tiny), ``cifar10`` (downloaded once) or any ImageNet-style ``folder``."""
 
     name: Literal["digits", "shapes", "cifar10", "folder"] = "folder"
-    root: str = "data/imagenet/train"
+    root: str = "data"  # folder: the ImageNet-style tree; cifar10: where the archive is kept
     image_size: int = 256
     flip: bool = True  # random horizontal flip (the paper's only augmentation)
     num_images: int = 10000  # size of the procedural ``shapes`` set
@@ -280,7 +280,9 @@ def read_yaml(preset: str) -> dict[str, Any]:
     if not path.suffix:
         path = PRESET_DIR / f"{preset}.yaml"
         if not path.exists():
-            raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(list_presets())} (or a path to a .yaml file)")
+            raise ValueError(
+                f"unknown preset {preset!r}; valid: {', '.join(list_presets())} (or a path to a .yaml file)"
+            )
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     try:
@@ -330,8 +332,10 @@ def validate(config: Config) -> None:
         (m.image_size > 0, f"data.image_size={m.image_size} must be > 0"),
         (m.num_images > 0, f"data.num_images={m.num_images} must be > 0"),
         (m.num_workers >= 0, f"data.num_workers={m.num_workers} must be >= 0"),
-        (config.model.num_classes is None or config.model.num_classes > 0,
-         f"model.num_classes={config.model.num_classes} must be > 0 (or null: from the data set)"),
+        (
+            config.model.num_classes is None or config.model.num_classes >= 0,
+            f"model.num_classes={config.model.num_classes} must be >= 0 (0: unconditional; null: from the data set)",
+        ),
         (0 <= d.label_drop < 1, f"diffusion.label_drop={d.label_drop} must lie in [0, 1)"),
         (d.t_sigma > 0, f"diffusion.t_sigma={d.t_sigma} must be > 0"),
         (d.noise_scale > 0, f"diffusion.noise_scale={d.noise_scale} must be > 0 (paper: image_size / 256)"),
@@ -346,16 +350,21 @@ def validate(config: Config) -> None:
         (t.batch_size > 0, f"train.batch_size={t.batch_size} must be > 0"),
         (t.epochs > 0, f"train.epochs={t.epochs} must be > 0"),
         (t.steps is None or t.steps > 0, f"train.steps={t.steps} must be > 0 (or null: use train.epochs)"),
-        (len(t.ema_decays) > 0 and all(0 < e < 1 for e in t.ema_decays),
-         f"train.ema_decays={t.ema_decays} must be a non-empty list of numbers in (0, 1)"),
+        (
+            len(t.ema_decays) > 0 and all(0 < e < 1 for e in t.ema_decays),
+            f"train.ema_decays={t.ema_decays} must be a non-empty list of numbers in (0, 1)",
+        ),
         (len(set(t.ema_decays)) == len(t.ema_decays), f"train.ema_decays={t.ema_decays} has duplicates"),
+        (t.seed >= 0, f"train.seed={t.seed} must be >= 0"),
         (t.ckpt_every > 0, f"train.ckpt_every={t.ckpt_every} must be > 0"),
         (t.keep_every >= 0, f"train.keep_every={t.keep_every} must be >= 0"),
         (t.log_every > 0, f"train.log_every={t.log_every} must be > 0"),
         (s.steps > 0, f"sample.steps={s.steps} must be > 0"),
         (s.cfg >= 0, f"sample.cfg={s.cfg} must be >= 0 (1 = no guidance)"),
-        (0 <= s.cfg_interval[0] <= s.cfg_interval[1] <= 1,
-         f"sample.cfg_interval={list(s.cfg_interval)} must be [low, high] with 0 <= low <= high <= 1"),
+        (
+            0 <= s.cfg_interval[0] <= s.cfg_interval[1] <= 1,
+            f"sample.cfg_interval={list(s.cfg_interval)} must be [low, high] with 0 <= low <= high <= 1",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -50,7 +50,9 @@ class TensorImages(Dataset):
 
     def __init__(self, images: Tensor, labels: Tensor, classes: tuple[str, ...]) -> None:
         if images.ndim != 4 or labels.shape != (images.shape[0],):
-            raise ValueError(f"images must be (N, C, H, W) with labels (N,), got {tuple(images.shape)}, {tuple(labels.shape)}")
+            raise ValueError(
+                f"images must be (N, C, H, W) with labels (N,), got {tuple(images.shape)}, {tuple(labels.shape)}"
+            )
         self.images, self.labels, self.classes = images, labels.long(), classes
 
     @property
@@ -94,7 +96,9 @@ def digits(image_size: int = 32, mode: str = "bilinear") -> TensorImages:
     if mode not in ("bilinear", "nearest"):
         raise ValueError(f"mode={mode!r} is not an upsampling mode; valid: bilinear, nearest")
     if image_size < 8:
-        raise DataError(f"data.image_size={image_size} is smaller than the 8×8 digits; use 8 or more (e.g. 32)")
+        raise DataError(
+            f"data.image_size={image_size} is smaller than the 8×8 digits; use 8 or more (e.g. 32)"
+        )
     bunch = load_digits()
     small = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 8.0 - 1.0
     kwargs = {"align_corners": False} if mode == "bilinear" else {}
@@ -117,7 +121,9 @@ class Shapes(Dataset):
         if num_images <= 0:
             raise DataError(f"data.num_images={num_images} must be > 0")
         if image_size < 16:
-            raise DataError(f"data.image_size={image_size} is too small for the shapes set; use 16 or more (32–64)")
+            raise DataError(
+                f"data.image_size={image_size} is too small for the shapes set; use 16 or more (32–64)"
+            )
         self.num_images, self.image_size, self.seed = num_images, image_size, seed
 
     def __len__(self) -> int:
@@ -130,7 +136,9 @@ class Shapes(Dataset):
         big = 4 * self.image_size
         bg = rng.integers(0, 110, size=3)
         fg = rng.integers(0, 256, size=3)
-        fg[rng.integers(0, 3)] = rng.integers(200, 256)  # at least one bright channel: visible on a dark background
+        fg[rng.integers(0, 3)] = rng.integers(
+            200, 256
+        )  # at least one bright channel: visible on a dark background
         image = Image.new("RGB", (big, big), tuple(int(c) for c in bg))
         draw = ImageDraw.Draw(image)
         radius = big * rng.uniform(0.2, 0.35)
@@ -146,24 +154,38 @@ class Shapes(Dataset):
         if name == "circle":
             draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
         elif name == "ring":
-            draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=colour, width=int(radius * 0.35))
+            draw.ellipse(
+                [cx - radius, cy - radius, cx + radius, cy + radius], outline=colour, width=int(radius * 0.35)
+            )
         elif name == "square":
             draw.polygon(polygon(4, angle), fill=colour)
         elif name == "diamond":  # a rhombus: one diagonal 0.55 of the other
             r1, r2 = radius, 0.55 * radius
             c, s = np.cos(angle), np.sin(angle)
-            draw.polygon([(cx + r1 * c, cy + r1 * s), (cx - r2 * s, cy + r2 * c), (cx - r1 * c, cy - r1 * s),
-                          (cx + r2 * s, cy - r2 * c)], fill=colour)
+            draw.polygon(
+                [
+                    (cx + r1 * c, cy + r1 * s),
+                    (cx - r2 * s, cy + r2 * c),
+                    (cx - r1 * c, cy - r1 * s),
+                    (cx + r2 * s, cy - r2 * c),
+                ],
+                fill=colour,
+            )
         elif name == "triangle":
             draw.polygon(polygon(3, angle), fill=colour)
         else:  # cross: two bars through the centre
             width = radius * 0.35
             for a in (angle, angle + np.pi / 2):
                 c, s = np.cos(a), np.sin(a)
-                draw.polygon([(cx + radius * c - width * s, cy + radius * s + width * c),
-                              (cx + radius * c + width * s, cy + radius * s - width * c),
-                              (cx - radius * c + width * s, cy - radius * s - width * c),
-                              (cx - radius * c - width * s, cy - radius * s + width * c)], fill=colour)
+                draw.polygon(
+                    [
+                        (cx + radius * c - width * s, cy + radius * s + width * c),
+                        (cx + radius * c + width * s, cy + radius * s - width * c),
+                        (cx - radius * c + width * s, cy - radius * s - width * c),
+                        (cx - radius * c - width * s, cy - radius * s + width * c),
+                    ],
+                    fill=colour,
+                )
         return np.asarray(image.resize((self.image_size, self.image_size), Image.BOX))
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
@@ -188,14 +210,22 @@ class ImageFolder(Dataset):
     def __init__(self, root: str | Path, image_size: int) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DataError(f"data folder {str(self.root)!r} does not exist; set data.root to a folder of class sub-folders")
-        self.classes = tuple(sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")))
+            raise DataError(
+                f"data folder {str(self.root)!r} does not exist; set data.root to a folder of class sub-folders"
+            )
+        self.classes = tuple(
+            sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        )
         if not self.classes:
-            raise DataError(f"data folder {str(self.root)!r} has no class sub-folders; expected root/<class>/<image>.jpg")
+            raise DataError(
+                f"data folder {str(self.root)!r} has no class sub-folders; expected root/<class>/<image>.jpg"
+            )
         self.samples: list[tuple[Path, int]] = []
         for label, name in enumerate(self.classes):
             for dirpath, _, files in sorted(os.walk(self.root / name, followlinks=True)):
-                self.samples += [(Path(dirpath) / f, label) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+                self.samples += [
+                    (Path(dirpath) / f, label) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)
+                ]
         if not self.samples:
             raise DataError(f"data folder {str(self.root)!r} has no images ({', '.join(IMAGE_EXTENSIONS)})")
         self.image_size = image_size
@@ -240,7 +270,9 @@ def download(url: str, path: str | Path, md5: str, timeout: float = 30.0) -> Pat
                 out.write(chunk)
         got = file_md5(tmp)
         if got != md5:
-            raise DataError(f"download of {url} has MD5 {got}, expected {md5}; the transfer was corrupted, try again")
+            raise DataError(
+                f"download of {url} has MD5 {got}, expected {md5}; the transfer was corrupted, try again"
+            )
         os.replace(tmp, path)
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
@@ -254,7 +286,11 @@ def download(url: str, path: str | Path, md5: str, timeout: float = 30.0) -> Pat
 
 
 def cifar10(
-    root: str | Path, train: bool = True, download_missing: bool = False, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5
+    root: str | Path,
+    train: bool = True,
+    download_missing: bool = False,
+    url: str = CIFAR10_URL,
+    md5: str = CIFAR10_MD5,
 ) -> TensorImages:
     """CIFAR-10 (50,000 train / 10,000 test images, 32×32 RGB, 10 classes) from ``root/cifar-10-python.tar.gz``.
 
@@ -274,7 +310,9 @@ def cifar10(
             download(url, archive, md5)
         got = file_md5(archive)
         if got != md5:
-            raise DataError(f"{str(archive)!r} has MD5 {got}, expected {md5}: it is corrupt or incomplete; delete it and download again")
+            raise DataError(
+                f"{str(archive)!r} has MD5 {got}, expected {md5}: it is corrupt or incomplete; delete it and download again"
+            )
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(root, filter="data")
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
@@ -298,7 +336,9 @@ def build_dataset(config: DataConfig, seed: int = 0) -> Dataset:
         return Shapes(config.num_images, config.image_size, seed=seed)
     if config.name == "cifar10":
         if config.image_size != 32:
-            raise DataError(f"data.image_size={config.image_size}: CIFAR-10 images are 32×32; set data.image_size=32")
+            raise DataError(
+                f"data.image_size={config.image_size}: CIFAR-10 images are 32×32; set data.image_size=32"
+            )
         return cifar10(config.root, download_missing=config.download)
     return ImageFolder(config.root, config.image_size)
 
@@ -311,7 +351,9 @@ class ResumableSampler(DistributedSampler):
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
         self.skip = 0
 
     def set_position(self, epoch: int, skip: int) -> None:
@@ -327,7 +369,11 @@ class ResumableSampler(DistributedSampler):
 
 
 def make_loader(
-    dataset: Dataset, sampler: ResumableSampler, batch_size: int, num_workers: int = 0, pin_memory: bool = False
+    dataset: Dataset,
+    sampler: ResumableSampler,
+    batch_size: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A DataLoader of full local batches of ``batch_size`` drawn in ``sampler`` order."""
     return DataLoader(

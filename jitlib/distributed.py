@@ -46,7 +46,9 @@ def init_distributed(device: str = "auto") -> DistInfo:
     chosen = default_device() if device == "auto" else torch.device(device)
     if chosen.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"train.device={device!r} but CUDA is not available; use train.device=cpu or auto")
+            raise ValueError(
+                f"train.device={device!r} but CUDA is not available; use train.device=cpu or auto"
+            )
         chosen = torch.device("cuda", local_rank)
         torch.cuda.set_device(chosen)
     if world_size > 1 and not dist.is_initialized():
@@ -133,7 +135,9 @@ def optimizer_state(net: nn.Module, optimizer: torch.optim.Optimizer) -> dict[st
     if _is_sharded(net):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-        return get_optimizer_state_dict(net, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return get_optimizer_state_dict(
+            net, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
     return optimizer.state_dict()
 
 

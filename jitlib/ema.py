@@ -70,13 +70,18 @@ class EMA:
 
     def state_dict(self) -> dict[str, dict[str, Tensor]]:
         """{decay key: {parameter name: tensor}} — full tensors, whatever sharding the model uses."""
-        return {key: {n: _full(t) for n, t in zip(self.names, shadow, strict=True)} for key, shadow in self.shadows.items()}
+        return {
+            key: {n: _full(t) for n, t in zip(self.names, shadow, strict=True)}
+            for key, shadow in self.shadows.items()
+        }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, dict[str, Tensor]]) -> None:
         """Restore shadows saved by :meth:`state_dict`; the decays and parameter names must match exactly."""
         if set(state) != set(self.shadows):
-            raise ValueError(f"EMA decays differ: saved {sorted(state)}, this run keeps {sorted(self.shadows)}")
+            raise ValueError(
+                f"EMA decays differ: saved {sorted(state)}, this run keeps {sorted(self.shadows)}"
+            )
         for key, shadow in self.shadows.items():
             saved = state[key]
             if list(saved) != self.names:

@@ -36,7 +36,9 @@ def image_patches(
         raise ValueError(f"images has shape {tuple(images.shape)}; expected (B, C, H, W)")
     height, width = images.shape[-2:]
     if not 1 <= patch_size <= min(height, width):
-        raise ValueError(f"patch_size={patch_size} must be an integer in [1, {min(height, width)}] for {height}×{width} images")
+        raise ValueError(
+            f"patch_size={patch_size} must be an integer in [1, {min(height, width)}] for {height}×{width} images"
+        )
     stride = patch_size if stride is None else stride
     if stride < 1:
         raise ValueError(f"stride={stride} must be an integer ≥ 1")

@@ -30,7 +30,7 @@ class JiTConfig:
 
     `bottleneck_dim=None` gives a plain linear patch embedding; `num_classes=0` gives an unconditional
     network (labels are ignored). `attn_fp32_logits=True` computes attention in float32 even under
-    autocast, as the official code does (it suppressed loss spikes for v/ε-prediction, paper issue #15).
+    autocast, as the official code does (a legacy choice that suppressed loss spikes for v/ε-prediction, LTH14/JiT issue #15).
     """
 
     input_size: int = 256
@@ -64,7 +64,9 @@ class JiTConfig:
         if self.hidden_size % 4:
             raise ValueError(f"hidden_size {self.hidden_size} must be divisible by 4 (2-D sin-cos table)")
         if self.head_dim % 4:
-            raise ValueError(f"head dim {self.head_dim} (hidden_size/num_heads) must be divisible by 4 (2-D RoPE)")
+            raise ValueError(
+                f"head dim {self.head_dim} (hidden_size/num_heads) must be divisible by 4 (2-D RoPE)"
+            )
         if self.bottleneck_dim is not None and self.bottleneck_dim <= 0:
             raise ValueError(f"bottleneck_dim must be a positive int or None, got {self.bottleneck_dim!r}")
         if self.num_classes < 0:
@@ -165,7 +167,9 @@ def unpatchify(tokens: Tensor, patch_size: int, channels: int) -> Tensor:
     The per-token layout is (p, p, C) with C fastest — not the (C, p, p) layout of the input conv.
     """
     n = math.isqrt(tokens.shape[1])
-    return rearrange(tokens, "b (h w) (p q c) -> b c (h p) (w q)", h=n, w=n, p=patch_size, q=patch_size, c=channels)
+    return rearrange(
+        tokens, "b (h w) (p q c) -> b c (h p) (w q)", h=n, w=n, p=patch_size, q=patch_size, c=channels
+    )
 
 
 def timestep_embedding(t: Tensor, dim: int = 256, max_period: float = 10000.0) -> Tensor:
@@ -230,7 +234,8 @@ class TimestepEmbedder(nn.Module):
         )
 
     def forward(self, t: Tensor) -> Tensor:
-        return self.mlp(timestep_embedding(t, self.frequency_dim))
+        features = timestep_embedding(t, self.frequency_dim)  # float32; match a network cast to another dtype
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
 class LabelEmbedder(nn.Module):
@@ -281,16 +286,21 @@ class Attention(nn.Module):
     """Multi-head self-attention softmax(q̃·k̃ᵀ/√d)·v with q̃, k̃ = RoPE(RMSNorm(q)), RoPE(RMSNorm(k))."""
 
     def __init__(
-        self, dim: int, num_heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0, fp32_logits: bool = False
+        self,
+        dim: int,
+        num_heads: int,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        fp32_logits: bool = False,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.attn_drop = attn_drop
         self.fp32_logits = fp32_logits
         head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=True)
-        self.q_norm = RMSNorm(head_dim)
+        self.q_norm = RMSNorm(head_dim)  # registered first: the official state-dict order
         self.k_norm = RMSNorm(head_dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=True)
         self.proj = nn.Linear(dim, dim, bias=True)
         self.proj_drop = nn.Dropout(proj_drop)
 
@@ -342,8 +352,12 @@ class JiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, bias=True))
 
     def forward(self, x: Tensor, c: Tensor, rope: VisionRotaryEmbedding, num_prefix: int) -> Tensor:
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
-        x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope, num_prefix)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(
+            6, dim=-1
+        )
+        x = x + gate_msa.unsqueeze(1) * self.attn(
+            modulate(self.norm1(x), shift_msa, scale_msa), rope, num_prefix
+        )
         x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         return x
 
@@ -382,7 +396,9 @@ class JiT(nn.Module):
         # Build on meta, then materialise: skips torch's default init (it would draw from the global RNG
         # and be overwritten by `initialize_weights` anyway) and makes huge models cheap to construct.
         with torch.device("meta"):
-            self.pos_embed = nn.Parameter(torch.empty(1, cfg.grid_size**2, cfg.hidden_size), requires_grad=False)
+            self.pos_embed = nn.Parameter(
+                torch.empty(1, cfg.grid_size**2, cfg.hidden_size), requires_grad=False
+            )
             if cfg.in_context_len > 0:
                 self.in_context_posemb = nn.Parameter(torch.empty(1, cfg.in_context_len, cfg.hidden_size))
             self.t_embedder = TimestepEmbedder(cfg.hidden_size)
@@ -422,7 +438,9 @@ class JiT(nn.Module):
                     nn.init.zeros_(module.bias)
             elif isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
-        table = sincos_pos_embed_2d(self.config.hidden_size, self.config.grid_size, device=self.pos_embed.device)
+        table = sincos_pos_embed_2d(
+            self.config.hidden_size, self.config.grid_size, device=self.pos_embed.device
+        )
         self.pos_embed.copy_(table.unsqueeze(0))
         if self.config.in_context_len > 0:
             nn.init.normal_(self.in_context_posemb, std=0.02, generator=generator)
@@ -443,7 +461,9 @@ class JiT(nn.Module):
         if y is None or nc == 0:
             return torch.full((batch,), nc, dtype=torch.long, device=device)
         if y.shape != (batch,) or y.is_floating_point() or y.is_complex():
-            raise ValueError(f"y must be an integer tensor of shape ({batch},), got {y.dtype} {tuple(y.shape)}")
+            raise ValueError(
+                f"y must be an integer tensor of shape ({batch},), got {y.dtype} {tuple(y.shape)}"
+            )
         # Data-dependent check: eager only (it would break a compiled graph and means nothing on meta).
         if not torch.compiler.is_compiling() and y.device.type != "meta":
             bad = y[(y < 0) | (y > nc)]

@@ -49,5 +49,7 @@ def resolve_precision(setting: str, device: torch.device) -> Precision:
     if setting not in DTYPES:
         raise ValueError(f"train.precision={setting!r} is not a precision; valid: auto, {', '.join(DTYPES)}")
     if setting == "bf16" and device.type == "cuda" and not bf16_is_native(device):
-        raise ValueError("train.precision=bf16 but this GPU has no native bf16; use train.precision=fp16 or auto")
+        raise ValueError(
+            "train.precision=bf16 but this GPU has no native bf16; use train.precision=fp16 or auto"
+        )
     return Precision(DTYPES[setting], device.type)

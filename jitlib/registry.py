@@ -20,8 +20,12 @@ from jitlib.model import JiT, JiTConfig
 PAPER_SIZES: dict[str, dict] = {
     "B": dict(depth=12, hidden_size=768, num_heads=12, bottleneck_dim=128, in_context_start=4),
     "L": dict(depth=24, hidden_size=1024, num_heads=16, bottleneck_dim=128, in_context_start=8),
-    "H": dict(depth=32, hidden_size=1280, num_heads=16, bottleneck_dim=256, in_context_start=10, proj_drop=0.2),
-    "G": dict(depth=40, hidden_size=1664, num_heads=16, bottleneck_dim=256, in_context_start=10, proj_drop=0.2),
+    "H": dict(
+        depth=32, hidden_size=1280, num_heads=16, bottleneck_dim=256, in_context_start=10, proj_drop=0.2
+    ),
+    "G": dict(
+        depth=40, hidden_size=1664, num_heads=16, bottleneck_dim=256, in_context_start=10, proj_drop=0.2
+    ),
 }
 PAPER_PATCHES = (4, 8, 16, 32, 64)
 TOKENS_PER_SIDE = 16
@@ -68,7 +72,9 @@ def get_config(name: str, **overrides) -> JiTConfig:
     valid = {f.name for f in fields(JiTConfig)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise ValueError(f"unknown JiTConfig field(s) {unknown} for {name}; valid fields: {', '.join(sorted(valid))}")
+        raise ValueError(
+            f"unknown JiTConfig field(s) {unknown} for {name}; valid fields: {', '.join(sorted(valid))}"
+        )
     return replace(MODEL_REGISTRY[name], **overrides)
 
 
@@ -105,8 +111,12 @@ def models_table(pattern: str = "") -> str:
         )
     if len(lines) == 2:
         raise ValueError(f"no model name contains {pattern!r}; valid names: {', '.join(MODEL_REGISTRY)}")
-    lines.append("params: trainable (frozen sin-cos pos_embed excluded). GFLOPs: G multiply-accumulates of one")
-    lines.append("forward pass of one image at the native resolution 'res' (the paper's convention; FLOPs = 2x).")
+    lines.append(
+        "params: trainable (frozen sin-cos pos_embed excluded). GFLOPs: G multiply-accumulates of one"
+    )
+    lines.append(
+        "forward pass of one image at the native resolution 'res' (the paper's convention; FLOPs = 2x)."
+    )
     return "\n".join(lines)
 
 
@@ -121,6 +131,8 @@ def add_models_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser = subparsers.add_parser(
         "models", help="list the model presets with parameters and GFLOPs", description=models_table.__doc__
     )
-    parser.add_argument("--filter", default="", metavar="TEXT", help="only names containing TEXT, e.g. 'B/' or 'tiny'")
+    parser.add_argument(
+        "--filter", default="", metavar="TEXT", help="only names containing TEXT, e.g. 'B/' or 'tiny'"
+    )
     parser.set_defaults(func=run_models)
     return parser

@@ -99,7 +99,8 @@ def sample(
         cfg_interval: (t_lo, t_hi); guidance acts when t_lo < t ≤ t_hi (JiT: (0.1, 1.0)).
         time_grid: increasing times in [0, 1] to integrate on, instead of the linear grid.
         last_step: "euler" (official code) or "x" (return x̂ of the last evaluation: no leftover noise, JiT#59).
-        t_eps: override the denoiser's clip while sampling (the denoiser must accept a ``t_eps`` keyword).
+        t_eps: override the denoiser's clip while sampling (None: the denoiser's own; the denoiser must then
+            accept a ``t_eps`` keyword, as :class:`~jitlib.denoiser.Denoiser` does).
         return_trajectory: also return z and x̂ at every grid time as a :class:`Trajectory`.
     Returns the final sample (shape of ``noise``), or the Trajectory. Deterministic: all randomness is in ``noise``.
     """
@@ -128,7 +129,8 @@ def sample(
 
     def predict(z: Tensor, t: float) -> Prediction:
         """Guided prediction at (z, t): one forward of B (no guidance) or 2B (conditional ⊕ unconditional)."""
-        tb = torch.full((batch,), t, dtype=z.dtype, device=z.device)
+        # t stays at least float32 even for bf16/fp16 states: bf16 cannot tell 0.98 from 0.9805
+        tb = torch.full((batch,), t, dtype=torch.promote_types(z.dtype, torch.float32), device=z.device)
         if not (guided and guidance_active(t, cfg_interval)):
             return denoiser(z, tb, labels, **extra)
         both = denoiser(torch.cat([z, z]), torch.cat([tb, tb]), torch.cat([labels, null]), **extra)

@@ -175,7 +175,6 @@ class ToyConfig:
     steps: int = 4000
     batch_size: int = 1024
     lr: float = 1e-3
-    cosine: bool = True
     width: int = 256
     depth: int = 5
     loss_target: str = "v"
@@ -227,7 +226,7 @@ def train_toy(dim: int, target: str, config: ToyConfig = ToyConfig()) -> ToyResu
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     # Cosine decay to 0 lets the last steps settle on the thin arms instead of hopping around them.
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / config.steps)) if config.cosine else 1.0
+        opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / config.steps))
     )
     every = max(1, config.steps // config.n_curve)
     result = ToyResult(dim, target, denoiser, proj)
@@ -357,6 +356,20 @@ def grid_cell(grid: dict[str, Any], dim: int, target: str) -> dict[str, Any]:
             return cell
     have = sorted({(c["dim"], c["target"]) for c in grid["cells"]})
     raise ValueError(f"no cell (D={dim}, target={target!r}) in the grid; it has {have}")
+
+
+def claim_ratios(grid: dict[str, Any], low: int = 2, high: int = 512) -> dict[str, dict[str, float]]:
+    """The chapter's two ratios: SW₁(D=high)/SW₁(D=low) per target, and off-manifold error at D=high relative to x.
+
+    Returns {"sw1_growth": {target: ratio}, "off_manifold_vs_x": {target: ratio}} over the grid's targets (the
+    paper's sampler, Euler last step, for both).
+    """
+    targets = sorted({c["target"] for c in grid["cells"]}, key=TARGETS.index)
+    x_off = grid_cell(grid, high, "x")["off_manifold"]
+    return {
+        "sw1_growth": {t: grid_cell(grid, high, t)["sw1"] / grid_cell(grid, low, t)["sw1"] for t in targets},
+        "off_manifold_vs_x": {t: grid_cell(grid, high, t)["off_manifold"] / x_off for t in targets},
+    }
 
 
 def load_grid(path: str | Path) -> dict[str, Any]:

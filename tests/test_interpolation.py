@@ -62,7 +62,10 @@ def test_uniform_time_and_determinism():
         (lambda: interpolate(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2)), "shapes must match"),
         (lambda: interpolate(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3)), r"t has shape \(3,\)"),
         (lambda: interpolate(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0.5, 1.5])), r"\[0, 1\]"),
-        (lambda: interpolate(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0.5, math.nan])), r"\[0, 1\]"),
+        (
+            lambda: interpolate(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0.5, math.nan])),
+            r"\[0, 1\]",
+        ),
         (lambda: sample_t(4, "beta"), "'beta' is not a time distribution; valid: logit_normal, uniform"),
         (lambda: sample_t(4, sigma=0.0), "sigma=0.0"),
         (lambda: sample_t(-1), "n=-1"),

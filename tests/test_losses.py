@@ -28,7 +28,9 @@ def test_x_prediction_weights_are_footnote_4():
     torch.testing.assert_close(implied_weight("x", "x", t), torch.ones_like(t))
     torch.testing.assert_close(implied_weight("x", "eps", t), t**2 / (1 - t) ** 2)
     torch.testing.assert_close(implied_weight("x", "v", t), 1 / (1 - t) ** 2)
-    near_one = torch.tensor([0.97, 1.0], dtype=torch.float64)  # the clip caps the v-loss weight at 1/0.05² = 400
+    near_one = torch.tensor(
+        [0.97, 1.0], dtype=torch.float64
+    )  # the clip caps the v-loss weight at 1/0.05² = 400
     torch.testing.assert_close(implied_weight("x", "v", near_one), torch.full_like(near_one, 400.0))
 
 
@@ -44,10 +46,14 @@ def test_weight_depends_only_on_the_loss_row_where_nothing_is_clipped(pred_targe
 def test_loss_is_implied_weight_times_x_error_in_every_cell(pred_target, loss_target):
     x, eps, t, z = _batch(hi=0.995, seed=1)  # includes both clipped regions t < t_eps and t > 1 − t_eps
     truth = {"x": x, "eps": eps, "v": x - eps}[pred_target]
-    pred = truth + 0.1 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    pred = truth + 0.1 * torch.randn(
+        truth.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64
+    )
     loss = prediction_loss(pred, pred_target, loss_target, x, eps, z, t)
     x_err = per_sample_mse(convert(pred, pred_target, "x", z, t), convert(truth, pred_target, "x", z, t))
-    torch.testing.assert_close(loss, implied_weight(pred_target, loss_target, t) * x_err, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        loss, implied_weight(pred_target, loss_target, t) * x_err, rtol=1e-9, atol=1e-12
+    )
 
 
 def test_jit_loss_is_algorithm_1():
@@ -84,7 +90,9 @@ def test_ideal_denoiser_minimises_every_cell(pred_target, loss_target):
     def vertex(offset: float) -> float:
         """argmin over α of the MC loss of pred* + (offset + α)·u, from three points of the exact parabola."""
         losses = [
-            prediction_loss(ideal + (offset + a) * direction, pred_target, loss_target, x, eps, z, t).mean().item()
+            prediction_loss(ideal + (offset + a) * direction, pred_target, loss_target, x, eps, z, t)
+            .mean()
+            .item()
             for a in (-0.2, 0.0, 0.2)
         ]
         return 0.2 * (losses[0] - losses[2]) / (2 * (losses[0] - 2 * losses[1] + losses[2]))

@@ -41,7 +41,11 @@ def test_overlapping_patches_and_random_subset() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"patch_size": 0}, "patch_size=0"), ({"patch_size": 11}, "patch_size=11"), ({"patch_size": 2, "stride": 0}, "stride=0")],
+    [
+        ({"patch_size": 0}, "patch_size=0"),
+        ({"patch_size": 11}, "patch_size=11"),
+        ({"patch_size": 2, "stride": 0}, "stride=0"),
+    ],
 )
 def test_patch_arguments_are_checked(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -52,7 +56,9 @@ def test_patch_arguments_are_checked(kwargs: dict, match: str) -> None:
 
 @pytest.mark.parametrize("n", [50, 7])  # N > D uses the covariance, N < D the Gram matrix
 def test_spectrum_matches_numpy_covariance(n: int) -> None:
-    x = torch.randn(n, 12, generator=torch.Generator().manual_seed(n), dtype=torch.float64) * torch.linspace(0.1, 3, 12)
+    x = torch.randn(n, 12, generator=torch.Generator().manual_seed(n), dtype=torch.float64) * torch.linspace(
+        0.1, 3, 12
+    )
     got = pca_spectrum(x)
     want = np.sort(np.linalg.eigvalsh(np.cov(x.numpy(), rowvar=False)))[::-1].clip(0)
     assert got.shape == (12,)
@@ -61,7 +67,9 @@ def test_spectrum_matches_numpy_covariance(n: int) -> None:
 
 def test_data_in_a_k_dim_subspace_has_k_nonzero_eigenvalues() -> None:
     g = torch.Generator().manual_seed(1)
-    basis = torch.linalg.qr(torch.randn(40, 5, generator=g, dtype=torch.float64))[0]  # column-orthogonal, 40×5
+    basis = torch.linalg.qr(torch.randn(40, 5, generator=g, dtype=torch.float64))[
+        0
+    ]  # column-orthogonal, 40×5
     x = torch.randn(300, 5, generator=g, dtype=torch.float64) @ basis.T + 2.0  # affine 5-dim subspace of R^40
     spectrum = pca_spectrum(x)
     assert int((spectrum > 1e-9 * spectrum[0]).sum()) == 5
@@ -74,7 +82,9 @@ def test_velocity_spectrum_is_image_spectrum_plus_noise_variance() -> None:
     """Cov(x − ε) = Cov(x) + s²I for ε ~ N(0, s²I) independent of x: the claim chapter 3 plots."""
     g = torch.Generator().manual_seed(2)
     s = 0.7
-    x = torch.randn(200_000, 6, generator=g, dtype=torch.float64) * torch.tensor([2.0, 1.0, 0.5, 0.1, 0.0, 0.0])
+    x = torch.randn(200_000, 6, generator=g, dtype=torch.float64) * torch.tensor(
+        [2.0, 1.0, 0.5, 0.1, 0.0, 0.0]
+    )
     eps = s * torch.randn(x.shape, generator=g, dtype=torch.float64)
     np.testing.assert_allclose(pca_spectrum(x - eps).numpy(), (pca_spectrum(x) + s**2).numpy(), rtol=0.02)
     np.testing.assert_allclose(pca_spectrum(eps).numpy(), np.full(6, s**2), rtol=0.02)
@@ -97,7 +107,9 @@ def test_effective_dimension_and_cumulative_share() -> None:
 def test_retained_variance_is_the_best_rank_k_reconstruction() -> None:
     """Eckart–Young: projecting on the top-k principal directions leaves exactly the tail of the spectrum."""
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(500, 8, generator=g, dtype=torch.float64) @ torch.randn(8, 8, generator=g, dtype=torch.float64)
+    x = torch.randn(500, 8, generator=g, dtype=torch.float64) @ torch.randn(
+        8, 8, generator=g, dtype=torch.float64
+    )
     centred = x - x.mean(0)
     spectrum = pca_spectrum(x)
     directions = torch.linalg.eigh(centred.T @ centred)[1].flip(1)
@@ -107,7 +119,9 @@ def test_retained_variance_is_the_best_rank_k_reconstruction() -> None:
         assert retained_variance(spectrum, k) == pytest.approx(float(kept), abs=1e-12)
     # Any other rank-3 projection keeps less.
     other = torch.linalg.qr(torch.randn(8, 3, generator=g, dtype=torch.float64))[0]
-    assert float((centred @ other @ other.T).pow(2).sum() / centred.pow(2).sum()) < retained_variance(spectrum, 3)
+    assert float((centred @ other @ other.T).pow(2).sum() / centred.pow(2).sum()) < retained_variance(
+        spectrum, 3
+    )
     with pytest.raises(ValueError, match="k=-1"):
         retained_variance(spectrum, -1)
 

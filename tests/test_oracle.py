@@ -79,8 +79,14 @@ def test_class_conditional_mixture():
         (lambda: GaussianMixture([[1.0], [2.0]], 0.1, classes=[0, -1]), "classes="),
         (lambda: _mixture_1d().denoiser()(torch.zeros(2, 3), torch.zeros(2)), r"expected \(B, 1\)"),
         (lambda: _mixture_1d().denoiser()(torch.zeros(2, 1), torch.full((2,), 2.0)), r"\[0, 1\]"),
-        (lambda: _mixture_1d().denoiser()(torch.zeros(2, 1), torch.zeros(2), torch.tensor([0, 5])), "y must be"),
-        (lambda: _mixture_1d().denoiser(noise_scale=0.0)(torch.zeros(2, 1), torch.zeros(2)), "noise_scale=0.0"),
+        (
+            lambda: _mixture_1d().denoiser()(torch.zeros(2, 1), torch.zeros(2), torch.tensor([0, 5])),
+            "y must be",
+        ),
+        (
+            lambda: _mixture_1d().denoiser(noise_scale=0.0)(torch.zeros(2, 1), torch.zeros(2)),
+            "noise_scale=0.0",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_value_error(call, match):

@@ -49,7 +49,9 @@ def test_round_trip_is_exact_without_clip_on_the_open_interval(source, dest):
 def test_truth_converts_to_truth(source, dest):
     x, eps, t, z = _batch(seed=2)
     truth = {"x": x, "eps": eps, "v": x - eps}
-    torch.testing.assert_close(convert(truth[source], source, dest, z, t), truth[dest], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        convert(truth[source], source, dest, z, t), truth[dest], rtol=1e-12, atol=1e-12
+    )
 
 
 def test_named_conversions_state_their_formulas():

@@ -20,7 +20,9 @@ from jitlib.sampling import sample
 def _as_expected(got: object, like: Tensor, what: str) -> Tensor:
     """The reader's result as a tensor of ``like``'s shape, or an AssertionError saying what came back instead."""
     if not isinstance(got, Tensor):
-        raise AssertionError(f"{what} returned {type(got).__name__}; expected a tensor of shape {tuple(like.shape)}")
+        raise AssertionError(
+            f"{what} returned {type(got).__name__}; expected a tensor of shape {tuple(like.shape)}"
+        )
     if got.shape != like.shape:
         raise AssertionError(f"{what} returned shape {tuple(got.shape)}; expected {tuple(like.shape)}")
     return got.to(like.dtype)
@@ -35,10 +37,14 @@ def check_interpolation(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
         want = interpolate(x, eps, t)
         got = _as_expected(fn(x.clone(), eps.clone(), t.clone()), want, "your function")
         if torch.allclose(got, interpolate(eps, x, t), atol=1e-5):
-            raise AssertionError("you computed t·ε + (1 − t)·x; in this book t = 0 is noise and t = 1 is data")
+            raise AssertionError(
+                "you computed t·ε + (1 − t)·x; in this book t = 0 is noise and t = 1 is data"
+            )
         if not torch.allclose(got, want, atol=1e-5):
             err = (got - want).abs().max().item()
-            raise AssertionError(f"z_t differs from t·x + (1 − t)·ε by up to {err:.3g} for data of shape {shape}")
+            raise AssertionError(
+                f"z_t differs from t·x + (1 − t)·ε by up to {err:.3g} for data of shape {shape}"
+            )
     print("✓ check_interpolation: your z_t equals jitlib.interpolation.interpolate")
 
 
@@ -61,12 +67,18 @@ def check_euler_sampler(fn: Callable[[Callable, Tensor, int], Tensor]) -> None:
         got = _as_expected(fn(net, noise.clone(), steps), want, "your sampler")
         if torch.allclose(got, want, atol=1e-4):
             continue
-        if torch.allclose(got, sample(Denoiser(net, "x", t_eps=0.0), noise, steps=steps, method="euler"), atol=1e-4):
+        if torch.allclose(
+            got, sample(Denoiser(net, "x", t_eps=0.0), noise, steps=steps, method="euler"), atol=1e-4
+        ):
             raise AssertionError(
                 "you divided by 1 − t without the clip; use jitlib.targets.x_to_v (it divides by max(1 − t, 0.05))"
             )
-        if torch.allclose(got, sample(Denoiser(net, "x"), noise, steps=steps, method="euler", last_step="x"), atol=1e-4):
+        if torch.allclose(
+            got, sample(Denoiser(net, "x"), noise, steps=steps, method="euler", last_step="x"), atol=1e-4
+        ):
             raise AssertionError("your last step returns x̂; take the plain Euler step z + h·v̂ there too")
         err = (got - want).abs().max().item()
-        raise AssertionError(f"with {steps} steps your samples differ from jitlib's Euler sampler by up to {err:.3g}")
+        raise AssertionError(
+            f"with {steps} steps your samples differ from jitlib's Euler sampler by up to {err:.3g}"
+        )
     print("✓ check_euler_sampler: your loop gives the same samples as jitlib.sampling.sample(method='euler')")
