@@ -8,11 +8,17 @@ from collections.abc import Sequence
 
 from jitlib import __version__
 from jitlib.device import doctor
+from jitlib.registry import add_models_parser
 
 
 def _add_doctor_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="report device, precision and tier; changes nothing")
-    p.set_defaults(func=lambda args: doctor(print_report=True) and 0)
+    p.set_defaults(func=_run_doctor)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    doctor(print_report=True)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jitlib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_doctor_parser(sub)
+    add_models_parser(sub)
     return parser
 
 

@@ -404,6 +404,7 @@ def add_toy_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loss-target", default=defaults.loss_target, choices=TARGETS, help="loss space (paper: v)")
     p.add_argument("--t-dist", default=defaults.t_dist, choices=("uniform", "logit_normal"), help="training t")
     p.add_argument("--samples", type=int, default=defaults.n_samples, help="samples per cell for the measures")
+    p.add_argument("--sample-steps", type=int, default=defaults.sample_steps, help="Heun steps when sampling")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", type=Path, default=None, help="write the grid as JSON here")
@@ -423,6 +424,7 @@ def _toy_command(args: argparse.Namespace) -> int:
         loss_target=args.loss_target,
         t_dist=args.t_dist,
         n_samples=args.samples,
+        sample_steps=args.sample_steps,
         n_keep=min(ToyConfig.n_keep, args.samples),
         seed=args.seed,
     )

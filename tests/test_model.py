@@ -302,6 +302,12 @@ def test_same_generator_same_weights_and_official_init_statistics():
     torch.testing.assert_close(a.pos_embed[0], sincos_pos_embed_2d(64, config.grid_size))
 
 
+def test_construction_with_a_generator_leaves_the_global_rng_alone():
+    before = torch.get_rng_state()
+    JiT(tiny(), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_dropout_only_in_the_middle_half_of_the_blocks():
     config = tiny(depth=8, attn_drop=0.1, proj_drop=0.2)
     model = JiT(config)

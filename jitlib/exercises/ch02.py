@@ -22,7 +22,9 @@ CHECK_TIMES = (0.0, 0.01, 0.2, 0.5, 0.8, 0.96, 0.99, 1.0)
 def _tensor_like(got: object, like: Tensor, what: str) -> Tensor:
     """The reader's result as a tensor of ``like``'s shape, or an AssertionError saying what came back instead."""
     if not isinstance(got, Tensor):
-        raise AssertionError(f"{what} returned {type(got).__name__}; expected a tensor of shape {tuple(like.shape)}")
+        raise AssertionError(
+            f"{what} returned {type(got).__name__}; expected a tensor of shape {tuple(like.shape)}"
+        )
     if got.shape != like.shape:
         raise AssertionError(f"{what} returned shape {tuple(got.shape)}; expected {tuple(like.shape)}")
     return got.to(like.dtype)
@@ -43,7 +45,9 @@ def check_eps_from_x(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
     close = (got - want).abs().flatten(1).amax(1) < 1e-4
     if bool(close[inside].all()) and not bool(close.all()):
         bad = ", ".join(f"{v:g}" for v in t[~close].tolist())
-        raise AssertionError(f"right inside the clip, wrong at t = {bad}: the paper divides by max(1 − t, 0.05)")
+        raise AssertionError(
+            f"right inside the clip, wrong at t = {bad}: the paper divides by max(1 − t, 0.05)"
+        )
     if not bool(close.all()):
         if torch.allclose(got, z - t[:, None, None, None] * x_hat, atol=1e-4):
             raise AssertionError("you forgot to divide z − t·x̂ by max(1 − t, 0.05)")
@@ -62,7 +66,9 @@ def check_eps_loss_weight(fn: Callable[[Tensor], Tensor]) -> None:
         return
     unclipped = t[:-1] ** 2 / (1 - t[:-1]) ** 2
     if torch.allclose(got[:-1], unclipped, rtol=1e-5):
-        raise AssertionError("right for t < 0.95, but the weight must use the clipped 1 − t: t²/max(1 − t, 0.05)²")
+        raise AssertionError(
+            "right for t < 0.95, but the weight must use the clipped 1 − t: t²/max(1 − t, 0.05)²"
+        )
     if torch.allclose(got, want.sqrt(), rtol=1e-5):
         raise AssertionError("you gave the factor on x̂ − x itself; the loss is squared, so square it")
     err = ((got - want).abs() / want.clamp_min(1e-12)).max().item()

@@ -19,16 +19,22 @@ def check_column_orthogonal(fn: Callable[[int, torch.Generator], Tensor]) -> Non
     for dim in (2, 8, 512):
         p = fn(dim, torch.Generator().manual_seed(dim))
         if not isinstance(p, Tensor):
-            raise AssertionError(f"your function returned {type(p).__name__}; expected a tensor of shape ({dim}, 2)")
+            raise AssertionError(
+                f"your function returned {type(p).__name__}; expected a tensor of shape ({dim}, 2)"
+            )
         if p.shape == (2, dim) and dim != 2:
-            raise AssertionError(f"you returned shape (2, {dim}) — that is Pᵀ; P has D = {dim} rows and 2 columns")
+            raise AssertionError(
+                f"you returned shape (2, {dim}) — that is Pᵀ; P has D = {dim} rows and 2 columns"
+            )
         if p.shape != (dim, 2):
             raise AssertionError(
                 f"you returned shape {tuple(p.shape)}; expected ({dim}, 2) — with torch.linalg.qr use the reduced Q"
             )
         gram = p.double().T @ p.double()
         if not torch.allclose(gram.diagonal(), torch.ones(2, dtype=torch.float64), atol=1e-4):
-            raise AssertionError(f"the columns of P have squared lengths {gram.diagonal().tolist()}; they must be 1")
+            raise AssertionError(
+                f"the columns of P have squared lengths {gram.diagonal().tolist()}; they must be 1"
+            )
         if abs(float(gram[0, 1])) > 1e-4:
             raise AssertionError(
                 f"the columns of P are not orthogonal (p₁·p₂ = {float(gram[0, 1]):.3g} at D = {dim}); normalising "
@@ -36,7 +42,9 @@ def check_column_orthogonal(fn: Callable[[int, torch.Generator], Tensor]) -> Non
             )
     a, b = fn(64, torch.Generator().manual_seed(0)), fn(64, torch.Generator().manual_seed(1))
     if torch.allclose(a, b):
-        raise AssertionError("two different generators gave the same P; draw the Gaussian matrix from the generator")
+        raise AssertionError(
+            "two different generators gave the same P; draw the Gaussian matrix from the generator"
+        )
     print("✓ check_column_orthogonal: PᵀP = I for D = 2, 8 and 512, and P is random")
 
 
@@ -50,7 +58,9 @@ def check_off_manifold_error(fn: Callable[[Tensor, Tensor], float | Tensor]) -> 
         want = off_manifold_error(x, proj)
         raw = fn(x.clone(), proj.clone())
         if isinstance(raw, Tensor) and raw.numel() != 1:
-            raise AssertionError(f"your function returned shape {tuple(raw.shape)}; expected one number (the mean)")
+            raise AssertionError(
+                f"your function returned shape {tuple(raw.shape)}; expected one number (the mean)"
+            )
         got = float(raw)
         residual = x - embed(project(x, proj), proj)
         hints = {
@@ -69,5 +79,9 @@ def check_off_manifold_error(fn: Callable[[Tensor, Tensor], float | Tensor]) -> 
             raise AssertionError(f"at D = {dim} you got {got:.5g}, expected {want:.5g} = mean ‖x − PPᵀx‖")
         on = float(fn(on_plane.clone(), proj.clone()))
         if abs(on) > 1e-4:
-            raise AssertionError(f"points x = P·a in the plane gave {on:.3g}; their off-manifold error must be 0")
-    print("✓ check_off_manifold_error: your measure equals jitlib.toy.off_manifold_error (and is 0 on the plane)")
+            raise AssertionError(
+                f"points x = P·a in the plane gave {on:.3g}; their off-manifold error must be 0"
+            )
+    print(
+        "✓ check_off_manifold_error: your measure equals jitlib.toy.off_manifold_error (and is 0 on the plane)"
+    )
