@@ -103,6 +103,7 @@ class SampleConfig:
     cfg: float = 1.0
     cfg_interval: tuple[float, float] = (0.1, 1.0)
     last_step: Literal["euler", "x"] = "euler"
+    ema: float | None = None  # EMA decay to sample with; None = the slowest one kept (the official choice)
 
 
 @dataclass
@@ -360,6 +361,7 @@ def validate(config: Config) -> None:
         (t.keep_every >= 0, f"train.keep_every={t.keep_every} must be >= 0"),
         (t.log_every > 0, f"train.log_every={t.log_every} must be > 0"),
         (s.steps > 0, f"sample.steps={s.steps} must be > 0"),
+        (s.ema is None or s.ema in t.ema_decays, f"sample.ema={s.ema} is not one of train.ema_decays={t.ema_decays}"),
         (s.cfg >= 0, f"sample.cfg={s.cfg} must be >= 0 (1 = no guidance)"),
         (
             0 <= s.cfg_interval[0] <= s.cfg_interval[1] <= 1,

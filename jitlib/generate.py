@@ -52,19 +52,25 @@ class Generator:
         return (c.in_channels, c.input_size, c.input_size)
 
 
-def load_generator(source: str | Path, ema: str = "best", device: torch.device | str = "cpu") -> Generator:
+def load_generator(source: str | Path, ema: str | None = None, device: torch.device | str = "cpu") -> Generator:
     """The weights at ``source``: a jitlib checkpoint (file or run folder), a save_pretrained folder, or an official .pth.
 
-    ``ema``: "best" (the slowest decay kept), a decay such as "0.9999", or "model" (raw weights); official files
-    take "ema1" / "ema2" / "model".
+    ``ema``: a decay such as "0.9999", "model" (raw weights), or None: the recipe's ``sample.ema``, else the slowest
+    decay kept (what the official code evaluates). Official files take "ema1" (default) / "ema2" / "model".
     """
     path = Path(source)
     if path.is_dir() and (path / CONFIG_FILE).is_file() and not (path / LAST).exists():
         net = from_pretrained(path, device=device).eval()
         return Generator(net, noise_scale=net.config.input_size / 256, description=f"pretrained {path}")
     if path.is_file() and not _is_jitlib_checkpoint(path):
-        official = {"best": "ema1"}.get(ema, ema)
-        net = load_official(path, ema=official, device=device).eval()
+        official = ema or "ema1"
+        try:
+            net = load_official(path, ema=official, device=device).eval()
+        except (ValueError, FileNotFoundError):
+            raise
+        except Exception as err:  # torch reports unreadable files with assorted exception types
+            reason = str(err).splitlines()[0]
+            raise ValueError(f"cannot read {str(path)!r}: not a jitlib or an official JiT checkpoint ({reason})") from None
         return Generator(
             net, noise_scale=net.config.input_size / 256, description=f"official {path} [{official}]"
         )
@@ -77,7 +83,7 @@ def load_generator(source: str | Path, ema: str = "best", device: torch.device |
         chosen = "raw weights"
     else:
         keys = sorted(state["ema"], key=float)
-        key = keys[-1] if ema == "best" else _decay(ema, keys)
+        key = _decay(str(ema if ema is not None else config.sample.ema or keys[-1]), keys)
         net.load_state_dict({**state["model"], **state["ema"][key]})
         chosen = f"EMA {key}"
     return Generator(
@@ -104,7 +110,7 @@ def _decay(ema: str, keys: list[str]) -> str:
         key = ema
     if key not in keys:
         raise ValueError(
-            f"--ema {ema!r}: this checkpoint keeps EMA decays {', '.join(keys)} (or 'model', 'best')"
+            f"--ema {ema!r}: this checkpoint keeps EMA decays {', '.join(keys)} (or 'model')"
         )
     return key
 
@@ -232,7 +238,7 @@ SAMPLE_HELP = """\
 Generate images from a trained model and write a PNG grid, an .npz and/or one PNG per image.
 
 examples:
-  jitlib sample runs/tiny-digits                          # grid of 100 images, EMA with the slowest decay
+  jitlib sample runs/tiny-digits                          # grid of 100 images with the recipe's EMA and CFG
   jitlib sample runs/tiny-digits --labels 3 3 3 7 7 7 --cfg 3 --grid threes.png
   jitlib sample runs/jit-b16 --num 50000 --png-dir samples/ --ema 0.9996 --cfg 2.9
   jitlib sample weights/jit-b16/ --labels 207 360 387 --steps 50     # a save_pretrained folder
@@ -304,9 +310,7 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", help="run folder / checkpoint file, save_pretrained folder, or official .pth")
-    p.add_argument(
-        "--ema", default="best", help="EMA decay to use (e.g. 0.9999), 'best' = slowest kept, or 'model'"
-    )
+    p.add_argument("--ema", help="EMA decay (e.g. 0.9999) or 'model'; default: the recipe's sample.ema, else the slowest")
     p.add_argument("--labels", type=int, nargs="+", metavar="ID", help="class ids, one image each")
     p.add_argument(
         "--num", type=int, default=100, help="number of images when --labels is not given (classes cycle)"

@@ -39,7 +39,7 @@ from jitlib.data import (
     unit_to_uint8,
 )
 
-PROXY_VERSION = 1
+PROXY_VERSION = 2
 PROXY_DATASETS = ("digits", "shapes", "cifar10")
 FID_INSTALL_HINT = (
     "pip install 'jitlib[fid]' (it pulls torchvision, so install it with a torch build that matches)"
@@ -83,20 +83,22 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 class ProxyNet(nn.Module):
-    """A 3-conv CNN: features(x) is the 64-d penultimate layer whose statistics the proxy Fréchet distance compares."""
+    """A small CNN on images average-pooled to 16×16; features(x) is the 64-d penultimate layer the proxy FD compares.
+
+    Pooling to 16×16 first and striding instead of max-pooling keep it at ~2M multiply-adds per image (CPU-quick).
+    """
 
     def __init__(self, channels: int, num_classes: int, width: int = 32, feature_dim: int = 64) -> None:
         super().__init__()
         self.body = nn.Sequential(
+            nn.AdaptiveAvgPool2d(16),
             nn.Conv2d(channels, width, 3, padding=1),
             nn.GroupNorm(8, width),
             nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
             nn.GroupNorm(8, 2 * width),
             nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
             nn.GroupNorm(8, 2 * width),
             nn.ReLU(),
             nn.AdaptiveAvgPool2d(1),
@@ -177,7 +179,7 @@ class ProxyClassifier:
             "sigma": torch.from_numpy(self.sigma),
             "real_fd": self.real_fd,
             "real_accuracy": self.real_accuracy,
-            "shape": [self.net.body[0].in_channels, self.net.head.out_features],
+            "shape": [self.net.body[1].in_channels, self.net.head.out_features],
         }
 
 
@@ -222,7 +224,7 @@ def proxy_key(data: DataConfig) -> str:
 
 
 def proxy_classifier(
-    data: DataConfig, *, cache: str | Path | None = None, steps: int = 600, seed: int = 0, dataset=None
+    data: DataConfig, *, cache: str | Path | None = None, steps: int = 1000, seed: int = 0, dataset=None
 ) -> ProxyClassifier:
     """The proxy classifier of a small data set: loaded from ``cache/proxy-…pt``, or trained (seeded) and cached."""
     if data.name not in PROXY_DATASETS:
@@ -429,11 +431,11 @@ def sweep(
     if not cfgs or not emas or num_images < 2:
         raise ValueError("give at least one CFG scale, one EMA and 2 or more images")
     classifier = None
-    if metric == "proxy":
-        state = load_checkpoint(source)
-        classifier = proxy_classifier(from_dict(state["config"]).data, cache=cache)
-        if emas == ["all"]:
-            emas = sorted(state["ema"], key=float)
+    if metric == "proxy" or "all" in emas:
+        state = load_checkpoint(source)  # proxy and "all" need a jitlib checkpoint: its data set, its EMA decays
+        if metric == "proxy":
+            classifier = proxy_classifier(from_dict(state["config"]).data, cache=cache)
+        emas = [e for ema in emas for e in (sorted(state["ema"], key=float) if ema == "all" else [ema])]
     rows: list[dict[str, float | str]] = []
     for ema in emas:
         gen = load_generator(source, ema, device)

@@ -85,7 +85,7 @@ def create_model(
     generator: torch.Generator | None = None,
     **overrides,
 ) -> JiT:
-    """JiT(get_config(name, **overrides)) initialised from `generator`, built on `device` ("meta" for any size)."""
+    """``JiT(get_config(name, **overrides))`` initialised from ``generator``, built on ``device`` ("meta" for any size)."""
     config = get_config(name, **overrides)
     with torch.device(device if device is not None else torch.get_default_device()):
         return JiT(config, generator=generator)

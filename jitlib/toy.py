@@ -4,8 +4,9 @@ A 2-D data set x₂ is embedded as x = P x₂ by a fixed random column-orthogona
 sees P; it must find the plane itself. A 5-layer ReLU MLP of width 256 predicts x, ε or v (all trained with the same
 loss, v-loss by default) and samples come from jitlib's own Heun sampler. Two honest measures of the result:
 
-- quality in the plane: the sliced Wasserstein-1 distance between Pᵀx̂ (samples) and fresh data, set beside the same
-  distance between two fresh data sets (the level a perfect generator reaches with this many points);
+- quality in the plane: the sliced Wasserstein-1 distance between Pᵀx̂ (samples) and a large fresh data set, set
+  beside the same distance for fresh data in place of the samples (the level a perfect generator reaches with this
+  many points);
 - distance from the plane: the mean off-manifold error ‖(I − PPᵀ)x̂‖, set beside the floor that the sampler's clip of
   1 − t at ``t_eps`` leaves even for a predictor whose every output lies in the plane.
 
@@ -36,6 +37,7 @@ PAPER_DIMS: tuple[int, ...] = (2, 8, 16, 512)
 SPIRAL_TURNS: float = 2.0
 SPIRAL_INNER_RADIUS: float = 0.2
 SPIRAL_WIDTH: float = 0.02
+DATA_MULTIPLE: int = 16
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -83,18 +85,47 @@ def project(x: Tensor, proj: Tensor) -> Tensor:
 def sliced_wasserstein(a: Tensor, b: Tensor, n_directions: int = 128) -> float:
     """SW₁(a, b) = mean over directions u of W₁(uᵀa, uᵀb), u at n_directions evenly spaced angles in [0, π).
 
-    For two equal-size sets of 2-D points, each 1-D W₁ is the mean |difference| of the sorted projections. Evenly
-    spaced directions make the value deterministic (no random directions to seed).
+    a: (n, 2), b: (m, 2) with one of n, m a multiple of the other. In 1-D, W₁ between empirical distributions is
+    the mean |difference| of the sorted values once the smaller set repeats each value m/n times. Evenly spaced
+    directions make the value deterministic (no random directions to seed).
     """
-    if a.dim() != 2 or a.shape[1] != 2 or a.shape != b.shape:
-        raise ValueError(f"a and b must both be (n, 2) point sets of equal size, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != 2 or b.shape[1] != 2:
+        raise ValueError(f"a and b must be (n, 2) point sets, got {tuple(a.shape)} and {tuple(b.shape)}")
+    small, large = sorted((a.shape[0], b.shape[0]))
+    if small == 0 or large % small:
+        raise ValueError(
+            f"set sizes {a.shape[0]} and {b.shape[0]} must be non-zero with one a multiple of the other"
+        )
     if n_directions < 1:
         raise ValueError(f"n_directions={n_directions} must be ≥ 1")
     angles = torch.arange(n_directions, dtype=torch.float64) * (math.pi / n_directions)
     dirs = torch.stack([torch.cos(angles), torch.sin(angles)])  # (2, K)
-    pa = torch.sort(a.double() @ dirs, dim=0).values
-    pb = torch.sort(b.double() @ dirs, dim=0).values
+    pa, pb = (torch.sort(s.double() @ dirs, dim=0).values for s in (a, b))
+    pa = pa.repeat_interleave(large // a.shape[0], dim=0)
+    pb = pb.repeat_interleave(large // b.shape[0], dim=0)
     return float((pa - pb).abs().mean())
+
+
+def distance_to_data(x2: Tensor, *, seed: int = 0, n_directions: int = 128) -> float:
+    """SW₁ between n points x2 (n, 2) and DATA_MULTIPLE·n fresh spiral points drawn with ``seed``.
+
+    The large data set stands in for the data distribution itself, so the only sampling noise left is that of x2.
+    """
+    data = spiral(DATA_MULTIPLE * x2.shape[0], generator=torch.Generator().manual_seed(seed))
+    return sliced_wasserstein(x2, data, n_directions)
+
+
+def reference_distance(
+    n: int, *, repeats: int = 10, seed: int = 0, data_seed: int = 0
+) -> tuple[float, float]:
+    """Mean and std over ``repeats`` sets of n *fresh spiral points* of :func:`distance_to_data`: a perfect generator's score.
+
+    Even perfect samples are some way from the data: n random points never match the distribution exactly, and the
+    spread across sets is large (±40% at any n), so a single set's score means little on its own.
+    """
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.tensor([distance_to_data(spiral(n, generator=g), seed=data_seed) for _ in range(repeats)])
+    return float(scores.mean()), float(scores.std()) if repeats > 1 else 0.0
 
 
 def off_manifold_error(x: Tensor, proj: Tensor) -> float:
@@ -103,12 +134,6 @@ def off_manifold_error(x: Tensor, proj: Tensor) -> float:
         raise ValueError(f"x must be (n, D) with D = {proj.shape[0]} (rows of P), got {tuple(x.shape)}")
     residual = x.double() - embed(project(x.double(), proj.double()), proj.double())
     return float(residual.norm(dim=1).mean())
-
-
-def reference_distance(n: int, *, n_directions: int = 128, seed: int = 0) -> float:
-    """SW₁ between two independent draws of n spiral points: what a perfect generator scores with n samples."""
-    g = torch.Generator().manual_seed(seed)
-    return sliced_wasserstein(spiral(n, generator=g), spiral(n, generator=g), n_directions)
 
 
 # --- network ------------------------------------------------------------------------------------------------------
@@ -182,17 +207,28 @@ class ToyConfig:
     t_eps: float = T_EPS
     sample_steps: int = 50
     n_samples: int = 4000
+    n_sample_sets: int = 3
     n_keep: int = 1000
     n_curve: int = 100
     seed: int = 0
 
+    @property
+    def data_seed(self) -> int:
+        """Seed of the large data set every cell is measured against (shared, so cells compare like with like)."""
+        return self.seed + 1
+
+    @property
+    def sample_seed(self) -> int:
+        """Seed of the first noise draw z₀ for sampling; set i uses sample_seed + i."""
+        return self.seed + 100
+
     def __post_init__(self) -> None:
         if self.loss_target not in TARGETS:
             raise ValueError(f"loss_target={self.loss_target!r} is not a target; valid: {', '.join(TARGETS)}")
-        if self.steps < 1 or self.batch_size < 1 or self.n_samples < 2 or self.sample_steps < 1:
+        if min(self.steps, self.batch_size, self.sample_steps, self.n_sample_sets, self.n_samples) < 1:
             raise ValueError(
-                f"steps, batch_size, sample_steps must be ≥ 1 and n_samples ≥ 2; got {self.steps}, "
-                f"{self.batch_size}, {self.sample_steps}, {self.n_samples}"
+                f"steps, batch_size, sample_steps, n_sample_sets and n_samples must be ≥ 1; got {self.steps}, "
+                f"{self.batch_size}, {self.sample_steps}, {self.n_sample_sets}, {self.n_samples}"
             )
 
 
@@ -225,9 +261,7 @@ def train_toy(dim: int, target: str, config: ToyConfig = ToyConfig()) -> ToyResu
     denoiser = Denoiser(net, target=target, t_eps=config.t_eps)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     # Cosine decay to 0 lets the last steps settle on the thin arms instead of hopping around them.
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / config.steps))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / config.steps)))
     every = max(1, config.steps // config.n_curve)
     result = ToyResult(dim, target, denoiser, proj)
     running, count = 0.0, 0
@@ -272,7 +306,14 @@ class _ZeroNet(nn.Module):
 
 
 def off_manifold_floor(
-    dim: int, proj: Tensor, n: int, *, steps: int = 50, last_step: str = "euler", t_eps: float = T_EPS, seed: int = 0
+    dim: int,
+    proj: Tensor,
+    n: int,
+    *,
+    steps: int = 50,
+    last_step: str = "euler",
+    t_eps: float = T_EPS,
+    seed: int = 0,
 ) -> float:
     """Mean ‖(I − PPᵀ)x̂‖ that the sampler leaves for a *perfect* in-plane x-predictor (same noise as the samples).
 
@@ -285,24 +326,31 @@ def off_manifold_floor(
 
 
 def evaluate_toy(result: ToyResult, config: ToyConfig = ToyConfig()) -> dict[str, Any]:
-    """Both measures for both samplers (paper: Euler last step; ``last_step="x"``: return x̂ at the last step).
+    """Both measures for both samplers (paper: Heun with an Euler last step; ``last_step="x"``: return x̂ at the end).
 
-    Returns sw1, sw1_last_x (in-plane sliced W₁ to fresh data), off_manifold, off_manifold_last_x, off_manifold_floor,
-    and the first ``n_keep`` projected samples of the paper's sampler.
+    The paper's sampler is run on ``n_sample_sets`` independent noise draws of n_samples each: sw1 and off_manifold
+    are their means (sw1_std the spread of sw1), because one set's SW₁ varies by ±40%. ``last_step="x"`` is run on the
+    first draw only (sw1_last_x, off_manifold_last_x), as is the floor. Also returns ``samples``: the first n_keep
+    projected samples of the first draw.
     """
-    n, dim = config.n_samples, result.dim
-    sample_seed = config.seed + 1
-    data = spiral(n, generator=torch.Generator().manual_seed(config.seed + 2))
+    n, dim, steps = config.n_samples, result.dim, config.sample_steps
+    sw1, off = [], []
     out: dict[str, Any] = {}
-    for last_step, suffix in (("euler", ""), ("x", "_last_x")):
-        x = draw_samples(result.denoiser, dim, n, steps=config.sample_steps, last_step=last_step, seed=sample_seed)
+    for i in range(config.n_sample_sets):
+        x = draw_samples(result.denoiser, dim, n, steps=steps, seed=config.sample_seed + i)
         x2 = project(x, result.proj)
-        out["sw1" + suffix] = sliced_wasserstein(x2, data)
-        out["off_manifold" + suffix] = off_manifold_error(x, result.proj)
-        if last_step == "euler":
+        sw1.append(distance_to_data(x2, seed=config.data_seed))
+        off.append(off_manifold_error(x, result.proj))
+        if i == 0:
             out["samples"] = x2[: config.n_keep]
+    out["sw1"] = sum(sw1) / len(sw1)
+    out["sw1_std"] = float(torch.tensor(sw1).std()) if len(sw1) > 1 else 0.0
+    out["off_manifold"] = sum(off) / len(off)
+    x = draw_samples(result.denoiser, dim, n, steps=steps, last_step="x", seed=config.sample_seed)
+    out["sw1_last_x"] = distance_to_data(project(x, result.proj), seed=config.data_seed)
+    out["off_manifold_last_x"] = off_manifold_error(x, result.proj)
     out["off_manifold_floor"] = off_manifold_floor(
-        dim, result.proj, n, steps=config.sample_steps, t_eps=config.t_eps, seed=sample_seed
+        dim, result.proj, n, steps=steps, t_eps=config.t_eps, seed=config.sample_seed
     )
     return out
 
@@ -336,13 +384,18 @@ def run_grid(
             cells.append(cell)
             if log:
                 log(
-                    f"D={dim:4d} {target:>3}: SW1 {cell['sw1']:.4g} (last x̂ {cell['sw1_last_x']:.4g}) | off-plane "
+                    f"D={dim:4d} {target:>3}: SW1 {cell['sw1']:.4g} ± {cell['sw1_std']:.2g} (last x̂ {cell['sw1_last_x']:.4g}) | off-plane "
                     f"{cell['off_manifold']:.4g} (floor {cell['off_manifold_floor']:.3g}, last x̂ "
                     f"{cell['off_manifold_last_x']:.3g}) | {result.seconds:.0f} s"
                 )
+    ref_mean, ref_std = reference_distance(
+        config.n_samples, seed=config.seed + 200, data_seed=config.data_seed
+    )
     return {
         "config": asdict(config),
-        "reference_sw1": reference_distance(config.n_samples, seed=config.seed + 3),
+        "reference_sw1": ref_mean,
+        "reference_sw1_std": ref_std,
+        "data_multiple": DATA_MULTIPLE,
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
         "cells": cells,
@@ -401,9 +454,16 @@ def add_toy_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=defaults.steps, help="Adam steps per cell")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--loss-target", default=defaults.loss_target, choices=TARGETS, help="loss space (paper: v)")
-    p.add_argument("--t-dist", default=defaults.t_dist, choices=("uniform", "logit_normal"), help="training t")
-    p.add_argument("--samples", type=int, default=defaults.n_samples, help="samples per cell for the measures")
+    p.add_argument(
+        "--loss-target", default=defaults.loss_target, choices=TARGETS, help="loss space (paper: v)"
+    )
+    p.add_argument(
+        "--t-dist", default=defaults.t_dist, choices=("uniform", "logit_normal"), help="training t"
+    )
+    p.add_argument(
+        "--samples", type=int, default=defaults.n_samples, help="samples per cell for the measures"
+    )
+    p.add_argument("--sample-sets", type=int, default=defaults.n_sample_sets, help="noise draws averaged")
     p.add_argument("--sample-steps", type=int, default=defaults.sample_steps, help="Heun steps when sampling")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -425,11 +485,15 @@ def _toy_command(args: argparse.Namespace) -> int:
         t_dist=args.t_dist,
         n_samples=args.samples,
         sample_steps=args.sample_steps,
+        n_sample_sets=args.sample_sets,
         n_keep=min(ToyConfig.n_keep, args.samples),
         seed=args.seed,
     )
     grid = run_grid(args.dims, args.targets, config)
-    print(f"reference SW1 (fresh vs fresh data, {config.n_samples} points): {grid['reference_sw1']:.4g}")
+    print(
+        f"reference SW1 (fresh data in place of samples, {config.n_samples} points): "
+        f"{grid['reference_sw1']:.4g} ± {grid['reference_sw1_std']:.2g}"
+    )
     if args.out is not None:
         save_grid(grid, args.out)
         print(f"wrote {args.out}")

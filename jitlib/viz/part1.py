@@ -168,8 +168,15 @@ class TargetExplorer:
         self.target_buttons = widgets.ToggleButtons(
             options=[(f"predict {SYMBOL[name]}", name) for name in TARGETS], value=target, description=""
         )
-        self.images = [widgets.Image(format="png") for _ in range(3)]
-        self.captions = [widgets.HTML() for _ in range(3)]
+        height, width = (f"{n * zoom}px" for n in image.shape[-2:])
+        # A fixed box that keeps the aspect ratio when a narrow page shrinks it.
+        self.images = [
+            widgets.Image(
+                format="png", layout=widgets.Layout(width=width, height=height, object_fit="contain")
+            )
+            for _ in range(3)
+        ]
+        self.captions = [widgets.HTML(layout=widgets.Layout(width=width)) for _ in range(3)]
         self.weights_plot = widgets.Image(format="png")
         self.readout = widgets.HTML()
         panels = widgets.HBox([widgets.VBox([c, i]) for c, i in zip(self.captions, self.images, strict=True)])
@@ -199,7 +206,7 @@ class TargetExplorer:
         for widget, picture in zip(self.images, (view.z, view.output, view.decoded), strict=True):
             widget.value = _png(picture, self.zoom)
         self.captions[0].value = f"<b>input z<sub>t</sub></b>, t = {view.t:.2f}"
-        self.captions[1].value = f"<b>target {sym}</b>: what the network must output"
+        self.captions[1].value = f"<b>target {sym}</b>: the network's output"
         self.captions[2].value = f"<b>x̂ from {sym} + δ</b> (δ: RMS {self.error_std:g} error)"
         weights = ", ".join(f"{SYMBOL[k]}-loss <b>{w:.3g}</b>" for k, w in view.weights.items())
         self.readout.value = (
@@ -368,7 +375,7 @@ class SpectrumExplorer:
         ax.legend(loc="upper left", fontsize=8)
         fig.tight_layout()
         self.plot.value = _figure_png(fig)
-        header = "".join(f"<th>{label}</th>" for label in self.widths)
+        header = "".join(f"<th>carried by {label}</th>" for label in self.widths)
         rows = "".join(
             f"<tr><td>{SYMBOL.get(name, name)}</td><td>{s['k90']}</td><td>{s['k99']}</td>"
             + "".join(f"<td>{s[label]:.1%}</td>" for label in self.widths)
@@ -383,8 +390,13 @@ class SpectrumExplorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-def spectrum_figure(spectra: Mapping[int, Mapping[str, Tensor]], widths: Mapping[str, int]) -> go.Figure:
-    """The spectrum explorer's static twin: a plotly figure with one frame (and slider step) per patch size."""
+def spectrum_figure(
+    spectra: Mapping[int, Mapping[str, Tensor]], widths: Mapping[str, int], *, patch_size: int | None = None
+) -> go.Figure:
+    """The spectrum explorer's static twin: a plotly figure with one frame (and slider step) per patch size.
+
+    It opens at ``patch_size`` (default: the middle size), like the widget.
+    """
     import plotly.graph_objects as go
 
     sizes = _check_spectra(spectra)
@@ -407,18 +419,25 @@ def spectrum_figure(spectra: Mapping[int, Mapping[str, Tensor]], widths: Mapping
     def title(size: int) -> str:
         return f"{size}×{size} patches, dimension D = {spectra[size][names[0]].numel()}"
 
-    start = sizes[len(sizes) // 2]
+    start = sizes[len(sizes) // 2] if patch_size is None else patch_size
+    if start not in sizes:
+        raise ValueError(f"patch_size={patch_size} has no spectra; valid: {', '.join(map(str, sizes))}")
     fig = go.Figure(
         data=traces(start),
         frames=[go.Frame(data=traces(p), name=str(p), layout={"title.text": title(p)}) for p in sizes],
     )
     for label, width in widths.items():
-        fig.add_vline(
-            x=width,
-            line={"dash": "dot", "color": "gray", "width": 1},
-            annotation_text=label,
-            annotation_position="bottom right",
-            annotation_font_size=10,
+        fig.add_vline(x=width, line={"dash": "dot", "color": "gray", "width": 1})
+        # Annotations on a log axis take log10 coordinates (add_vline's own annotation would not).
+        fig.add_annotation(
+            x=math.log10(width),
+            y=0.02,
+            text=label,
+            textangle=-90,
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            font={"size": 10, "color": "gray"},
         )
     for level in (0.9, 0.99):
         fig.add_hline(y=level, line={"color": "lightgray", "width": 1})
