@@ -11,6 +11,7 @@ it the x → v conversion v = (x̂ − z)/(1 − t) would weight the x-error by 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -79,3 +80,15 @@ def sample_t(
     if dist == "uniform":
         return torch.rand(n, generator=generator, device=device, dtype=dtype)
     raise ValueError(f"dist={dist!r} is not a time distribution; valid: {', '.join(TIME_DISTRIBUTIONS)}")
+
+
+def logit_normal_pdf(t: Tensor, mu: float = -0.8, sigma: float = 0.8) -> Tensor:
+    """p(t) = exp(−(logit t − μ)² / 2σ²) / (σ√(2π)·t(1 − t)): the density of t = sigmoid(μ + σn), n ~ N(0, 1)."""
+    if not sigma > 0:
+        raise ValueError(f"sigma={sigma} must be > 0")
+    t = t.double()
+    inside = (t > 0) & (t < 1)
+    tc = t.clamp(1e-12, 1 - 1e-12)
+    logit = torch.log(tc) - torch.log1p(-tc)
+    density = torch.exp(-0.5 * ((logit - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi) * tc * (1 - tc))
+    return torch.where(inside, density, torch.zeros_like(density))

@@ -197,7 +197,7 @@ class ToyMLP(nn.Module):
 class ToyConfig:
     """One training + evaluation recipe, shared by every cell of the grid (only D and the target vary)."""
 
-    steps: int = 4000
+    steps: int = 2000
     batch_size: int = 1024
     lr: float = 1e-3
     width: int = 256

@@ -8,13 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from jitlib.interpolation import interpolate, sample_t
+from jitlib.interpolation import interpolate, logit_normal_pdf, sample_t
 from jitlib.losses import implied_weight
 from jitlib.manifold import cumulative_variance, effective_dimension, retained_variance
 from jitlib.viz.part1 import (
     SpectrumExplorer,
     TargetExplorer,
-    logit_normal_pdf,
     spectrum_figure,
     target_grid_figure,
     target_view,

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from jitlib.interpolation import T_EPS, interpolate, velocity
+from jitlib.interpolation import T_EPS, interpolate, logit_normal_pdf, velocity
 from jitlib.losses import implied_weight
 from jitlib.manifold import cumulative_variance, effective_dimension, retained_variance
 from jitlib.targets import TARGETS, Target, check_target, convert
@@ -32,18 +32,6 @@ if TYPE_CHECKING:
 SYMBOL = {"x": "x", "eps": "ε", "v": "v"}
 COLOR = {"x": "#1f77b4", "eps": "#d62728", "v": "#2ca02c"}
 DISPLAY_LIMIT = 1.0  # images are shown with values clipped to [−1, 1], the data range
-
-
-def logit_normal_pdf(t: Tensor, mu: float = -0.8, sigma: float = 0.8) -> Tensor:
-    """p(t) = exp(−(logit t − μ)² / 2σ²) / (σ√(2π)·t(1 − t)): the density of t = sigmoid(μ + σn), n ~ N(0, 1)."""
-    if not sigma > 0:
-        raise ValueError(f"sigma={sigma} must be > 0")
-    t = t.double()
-    inside = (t > 0) & (t < 1)
-    tc = t.clamp(1e-12, 1 - 1e-12)
-    logit = torch.log(tc) - torch.log1p(-tc)
-    density = torch.exp(-0.5 * ((logit - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi) * tc * (1 - tc))
-    return torch.where(inside, density, torch.zeros_like(density))
 
 
 def _to_rgb(image: Tensor) -> np.ndarray:
