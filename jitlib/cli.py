@@ -8,7 +8,11 @@ from collections.abc import Sequence
 
 from jitlib import __version__
 from jitlib.device import doctor
+from jitlib.generate import add_sample_parser
+from jitlib.metrics import add_eval_parser
 from jitlib.registry import add_models_parser
+from jitlib.toy import add_toy_parser
+from jitlib.train import add_train_parser
 
 
 def _add_doctor_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_doctor_parser(sub)
     add_models_parser(sub)
+    add_train_parser(sub)
+    add_sample_parser(sub)
+    add_eval_parser(sub)
+    add_toy_parser(sub)
     return parser
 
 

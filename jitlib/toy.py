@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -98,12 +99,13 @@ def sliced_wasserstein(a: Tensor, b: Tensor, n_directions: int = 128) -> float:
         )
     if n_directions < 1:
         raise ValueError(f"n_directions={n_directions} must be ≥ 1")
-    angles = torch.arange(n_directions, dtype=torch.float64) * (math.pi / n_directions)
-    dirs = torch.stack([torch.cos(angles), torch.sin(angles)])  # (2, K)
-    pa, pb = (torch.sort(s.double() @ dirs, dim=0).values for s in (a, b))
-    pa = pa.repeat_interleave(large // a.shape[0], dim=0)
-    pb = pb.repeat_interleave(large // b.shape[0], dim=0)
-    return float((pa - pb).abs().mean())
+    angles = np.arange(n_directions) * (math.pi / n_directions)
+    dirs = np.stack([np.cos(angles), np.sin(angles)], axis=1)  # (K, 2)
+    # numpy's sort of contiguous rows is several times faster than torch.sort on the CPU.
+    pa, pb = (np.sort(dirs @ s.detach().double().cpu().numpy().T, axis=1) for s in (a, b))
+    pa = np.repeat(pa, large // a.shape[0], axis=1)
+    pb = np.repeat(pb, large // b.shape[0], axis=1)
+    return float(np.abs(pa - pb).mean())
 
 
 def distance_to_data(x2: Tensor, *, seed: int = 0, n_directions: int = 128) -> float:

@@ -38,11 +38,8 @@ def check_rms_norm(fn: Callable[[Tensor, Tensor, float], Tensor]) -> None:
     """Check fn(x, w, eps) = w ⊙ x / sqrt(mean(x²) + eps) over the last dim, in float32, against ``model.RMSNorm``."""
     g = torch.Generator().manual_seed(0)
     eps = 1e-6
-    cases = [
-        (
-            "tokens (B, N, D)",
-            2.0 + 3.0 * torch.randn(2, 5, 16, generator=g),
-        ),  # an offset: LayerNorm would differ
+    cases = [  # the tokens have an offset, so that LayerNorm would give something else
+        ("tokens (B, N, D)", 2.0 + 3.0 * torch.randn(2, 5, 16, generator=g)),
         ("heads (B, H, N, d)", torch.randn(3, 2, 7, 8, generator=g)),
         ("tiny values (where eps matters)", 1e-3 * torch.randn(2, 4, 16, generator=g)),
     ]
@@ -141,6 +138,4 @@ def check_block_params(fn: Callable[[int, int, float], int]) -> None:
             f"for {shape} you counted {got:,} parameters, jitlib's JiTBlock has {want:,}"
             + (f": {hint}" if hint else "")
         )
-    print(
-        "✓ check_block_params: your count matches jitlib's JiTBlock for JiT-B, L, H, G and two small shapes"
-    )
+    print("✓ check_block_params: your count matches jitlib's JiTBlock for all six shapes")

@@ -1,0 +1,98 @@
+"""Sampling from checkpoints and pretrained folders: EMA choice, per-image noise, labels, grids and .npz files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jitlib.cli import main
+from jitlib.config import load_config
+from jitlib.generate import class_labels, generate, load_generator, sample_noise, save_grid, save_npz, save_pngs
+from jitlib.train import Trainer
+from jitlib.weights import save_pretrained
+
+TINY = [
+    "data.image_size=16",
+    "model.arch.depth=1",
+    "model.arch.hidden_size=32",
+    "model.arch.num_heads=2",
+    "model.arch.bottleneck_dim=8",
+    "model.arch.in_context_start=0",
+    "train.batch_size=16",
+    "train.steps=4",
+    "train.ema_decays=[0.5,0.9]",
+    "train.progress=false",
+    "optim.lr=1e-2",
+    "sample.steps=3",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    Trainer(load_config("tiny-digits", [*TINY, f"train.output_dir={out}"])).fit()
+    return out
+
+
+def test_ema_choice_loads_different_weights(run: Path) -> None:
+    raw, fast, slow = (load_generator(run, ema) for ema in ("model", "0.5", "0.9"))
+    default = load_generator(run)  # no sample.ema in the recipe: the slowest decay, as the official code does
+    key = "final_layer.linear.weight"
+    assert torch.equal(default.net.state_dict()[key], slow.net.state_dict()[key])
+    assert not torch.equal(raw.net.state_dict()[key], fast.net.state_dict()[key])
+    assert not torch.equal(fast.net.state_dict()[key], slow.net.state_dict()[key])
+    assert "EMA 0.9 at step 4" in slow.description and raw.num_classes == 10 and raw.image_shape == (1, 16, 16)
+    with pytest.raises(ValueError, match="keeps EMA decays 0.5, 0.9"):
+        load_generator(run, "0.99")
+
+
+def test_images_do_not_depend_on_the_batch_size(run: Path) -> None:
+    gen = load_generator(run)
+    labels = class_labels(gen.num_classes, 7)
+    a = generate(gen, labels, seed=1, batch_size=7)
+    b = generate(gen, labels, seed=1, batch_size=3)
+    assert a.shape == (7, 1, 16, 16) and torch.allclose(a, b, atol=1e-5)
+    assert a.min() >= -1 and a.max() <= 1
+    assert not torch.allclose(a, generate(gen, labels, seed=2, batch_size=7))
+    assert torch.equal(sample_noise(3, (2,), seed=5, start=4)[1], sample_noise(1, (2,), seed=5, start=5)[0])
+
+
+def test_class_labels() -> None:
+    assert class_labels(3, 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert class_labels(10, labels=[9, 0]).tolist() == [9, 0]
+    with pytest.raises(ValueError, match="class id 10 out of range for a 10-class model"):
+        class_labels(10, labels=[3, 10])
+    with pytest.raises(ValueError, match="class id -1"):
+        class_labels(10, labels=[-1])
+
+
+def test_writers(tmp_path: Path) -> None:
+    images = torch.linspace(-1, 1, 6 * 3 * 4 * 4).view(6, 3, 4, 4)
+    grid = np.asarray(Image.open(save_grid(images, tmp_path / "g.png", nrow=3)))
+    assert grid.shape == (2 * 4 + 2, 3 * 4 + 2 * 2, 3)
+    with np.load(save_npz(images, torch.arange(6), tmp_path / "s.npz")) as z:
+        assert z["arr_0"].shape == (6, 4, 4, 3) and z["arr_0"].dtype == np.uint8 and z["arr_1"].tolist() == list(range(6))
+    assert len(list(save_pngs(images, tmp_path / "pngs").glob("*.png"))) == 6
+
+
+def test_pretrained_folder_samples_like_the_checkpoint(run: Path, tmp_path: Path) -> None:
+    gen = load_generator(run, "0.9")
+    save_pretrained(gen.net, tmp_path / "weights")
+    pretrained = load_generator(tmp_path / "weights")
+    labels = class_labels(10, 4)
+    pretrained.noise_scale, pretrained.defaults = gen.noise_scale, gen.defaults
+    assert torch.allclose(generate(gen, labels), generate(pretrained, labels), atol=1e-6)
+
+
+def test_sample_command_writes_grid_and_npz(run: Path, tmp_path: Path) -> None:
+    code = main(["sample", str(run), "--labels", "1", "2", "3", "--cfg", "2", "--grid", str(tmp_path / "g.png"),
+                 "--npz", str(tmp_path / "s.npz"), "--png-dir", str(tmp_path / "pngs")])
+    assert code == 0
+    assert Image.open(tmp_path / "g.png").size[0] > 16
+    with np.load(tmp_path / "s.npz") as z:
+        assert z["arr_1"].tolist() == [1, 2, 3]
+    assert len(list((tmp_path / "pngs").glob("*.png"))) == 3

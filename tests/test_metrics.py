@@ -1,0 +1,152 @@
+"""Fréchet distance, the offline proxy metric, CFG × EMA sweeps, and the torch-fidelity wrapper (with a stand-in)."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from PIL import Image
+
+from jitlib import metrics
+from jitlib.config import DataConfig, load_config
+from jitlib.data import digits
+from jitlib.train import Trainer
+
+
+def random_spd(rng: np.random.Generator, d: int) -> np.ndarray:
+    a = rng.normal(size=(d, d))
+    return a @ a.T + 0.1 * np.eye(d)
+
+
+def test_frechet_distance_closed_forms() -> None:
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    a, b = rng.uniform(0.1, 2, 5), rng.uniform(0.1, 2, 5)
+    # Diagonal covariances: FD = ‖μ₁ − μ₂‖² + Σ (√aᵢ − √bᵢ)².
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert metrics.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-10)
+    s1, s2 = random_spd(rng, 6), random_spd(rng, 6)
+    reference = np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    assert metrics.frechet_distance(np.zeros(6), s1, np.zeros(6), s2) == pytest.approx(reference, rel=1e-8)
+    assert metrics.frechet_distance(mu1, s1[:5, :5], mu1, s1[:5, :5]) == pytest.approx(0, abs=1e-9)
+    with pytest.raises(ValueError, match="statistics do not match"):
+        metrics.frechet_distance(mu1, np.diag(a), mu2[:4], np.diag(b[:4]))
+    with pytest.raises(ValueError, match="N >= 2"):
+        metrics.gaussian_stats(np.zeros((1, 3)))
+
+
+@pytest.fixture(scope="module")
+def digits16(tmp_path_factory: pytest.TempPathFactory) -> tuple[DataConfig, Path]:
+    """A proxy classifier of 16-px digits, trained briefly into a private cache."""
+    cache = tmp_path_factory.mktemp("cache")
+    data = DataConfig(name="digits", image_size=16)
+    metrics.proxy_classifier(data, cache=cache, steps=150)
+    return data, cache
+
+
+def test_proxy_metric_separates_real_digits_from_noise(digits16) -> None:
+    data, cache = digits16
+    classifier = metrics.proxy_classifier(data, cache=cache)  # loaded from the cache, not retrained
+    assert (cache / metrics.proxy_key(data)).is_file()
+    assert classifier.real_accuracy > 0.8
+    real = digits(16)
+    good = classifier.score(real.images[:400], real.labels[:400])
+    noise = classifier.score(torch.rand(400, 1, 16, 16) * 2 - 1, real.labels[:400])
+    assert good.accuracy > 0.8 and noise.accuracy < 0.35
+    assert good.fd < 3 * classifier.real_fd + 1 < noise.fd / 5
+    assert "proxy FD" in str(good) and "class accuracy" in str(good)
+
+
+def test_proxy_classifier_is_deterministic() -> None:
+    real = digits(16)
+    a = metrics.train_proxy(real.images[:300], real.labels[:300], 10, seed=3, steps=20)
+    b = metrics.train_proxy(real.images[:300], real.labels[:300], 10, seed=3, steps=20)
+    assert all(torch.equal(x, y) for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values(), strict=True))
+    assert np.array_equal(a.mu, b.mu) and a.real_fd == b.real_fd
+
+
+def test_proxy_refuses_image_folders() -> None:
+    with pytest.raises(ValueError, match="proxy metric covers digits, shapes, cifar10"):
+        metrics.proxy_classifier(DataConfig(name="folder"))
+
+
+def test_sweep_scores_every_ema_and_cfg_pair(digits16, tmp_path: Path) -> None:
+    _, cache = digits16
+    config = load_config(
+        "tiny-digits",
+        ["data.image_size=16", "model.arch.depth=1", "model.arch.hidden_size=32", "model.arch.num_heads=2",
+         "model.arch.in_context_start=0", "train.batch_size=16", "train.steps=3", "train.ema_decays=[0.9,0.99]",
+         "train.progress=false", f"train.output_dir={tmp_path}"],
+    )
+    Trainer(config).fit()
+    rows = metrics.sweep(tmp_path, [1.0, 2.0], ["all", "model"], num_images=20, steps=2, cache=cache)
+    assert [(r["ema"], r["cfg"]) for r in rows] == [(e, c) for e in ("0.9", "0.99", "model") for c in (1.0, 2.0)]
+    assert all(r["fd"] > 0 and 0 <= r["accuracy"] <= 1 for r in rows)
+    table = metrics.format_table(rows).splitlines()
+    assert len(table) == 7 and table[0].split() == ["ema", "cfg", "fd", "accuracy", "real_fd"]
+    assert sum(line.endswith("*") for line in table) == 1
+    with pytest.raises(ValueError, match="needs reference statistics"):
+        metrics.sweep(tmp_path, [1.0], ["all"], metric="fid")
+
+
+@pytest.fixture
+def fake_fidelity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in for torch-fidelity's Inception: features are per-channel means and a 2×2 thumbnail of the image."""
+
+    class FakeInception(torch.nn.Module):
+        def __init__(self, name: str, features_list: list[str]) -> None:
+            super().__init__()
+            assert name == "inception-v3-compat" and features_list == ["2048", "logits_unbiased"]
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            assert x.dtype == torch.uint8 and x.shape[1] == 3  # torch-fidelity's input contract
+            x = x.float()
+            pool = torch.cat([x.mean((2, 3)), torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)], 1)
+            return pool, pool[:, :4]
+
+    fidelity = types.ModuleType("torch_fidelity")
+    fidelity.FeatureExtractorInceptionV3 = FakeInception
+    isc = types.ModuleType("torch_fidelity.metric_isc")
+    isc.isc_features_to_metric = lambda f, splits, shuffle, rng_seed: {"inception_score_mean": 1.5, "inception_score_std": 0.1}
+    monkeypatch.setitem(sys.modules, "torch_fidelity", fidelity)
+    monkeypatch.setitem(sys.modules, "torch_fidelity.metric_isc", isc)
+
+
+def write_images(folder: Path, n: int, seed: int, size: tuple[int, int] = (24, 20), grey: bool = False) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for i in range(n):
+        shape = (size[1], size[0]) if grey else (size[1], size[0], 3)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_reference_stats_and_fid_through_torch_fidelity(fake_fidelity, tmp_path: Path) -> None:
+    real = write_images(tmp_path / "real" / "class_a", 30, seed=0)
+    stats = metrics.reference_stats(tmp_path / "real", tmp_path / "ref.npz", image_size=16)
+    mu, sigma = metrics.load_stats(stats)
+    assert mu.shape == (15,) and sigma.shape == (15, 15)
+    same = metrics.fid_is(metrics.folder_batches(real, 16, batch_size=7), stats)
+    assert same["fid"] == pytest.approx(0, abs=1e-6) and same["num_images"] == 30 and same["is"] == 1.5
+    grey = write_images(tmp_path / "grey", 30, seed=1, grey=True)  # grey PNGs are converted to RGB
+    other = metrics.fid_is(metrics.folder_batches(grey, 16), stats)
+    assert other["fid"] > 1
+
+
+def test_missing_torch_fidelity_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r"pip install 'jitlib\[fid\]'"):
+        metrics.require_torch_fidelity()
+
+
+def test_stats_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="jitlib eval ref-stats"):
+        metrics.load_stats(tmp_path / "none.npz")
+    np.savez(tmp_path / "wrong.npz", m=np.zeros(2))
+    with pytest.raises(ValueError, match="no 'mu'/'sigma'"):
+        metrics.load_stats(tmp_path / "wrong.npz")
