@@ -19,6 +19,7 @@ utilisation u trains u·F / (6·MACs) images per second. u is an assumption (def
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 
 import torch
@@ -31,8 +32,13 @@ from jitlib.sampling import sample
 
 GB = 1e9
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ImageNet-1k training set (ILSVRC-2012)
-ACTIVATION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}  # bytes per activation element under each training precision
-DEFAULT_MFU = 0.4
+ACTIVATION_BYTES = {
+    "fp32": 4,
+    "bf16": 2,
+    "fp16": 2,
+}  # bytes per activation element under each training precision
+DEFAULT_MFU = 0.4  # assumed model-FLOP utilisation of a well-tuned run
+USABLE_FRACTION = 0.9  # share of a GPU's memory the estimate may fill; the rest is for what it leaves out
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,22 @@ def _activation_bytes(precision: str) -> int:
     return ACTIVATION_BYTES[precision]
 
 
-def _meta_model(config: JiTConfig) -> JiT:
+@functools.lru_cache(maxsize=64)
+def parameter_counts(config: JiTConfig) -> tuple[int, int, int]:
+    """(all parameters, trainable ones, Linear/Conv weights whose autocast copies autograd keeps), from a meta model.
+
+    The kept copies are all Linear/Conv2d weights but the time MLP's first layer: its input (sin-cos features of t)
+    needs no gradient, so its copy is dropped. (Biases are cast too, but their copies are not needed backwards.)
+    """
     with torch.device("meta"):
-        return JiT(config)
+        model = JiT(config)
+    skipped = model.t_embedder.mlp[0]
+    cast = sum(
+        m.weight.numel()
+        for m in model.modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and m is not skipped
+    )
+    return count_params(model, trainable_only=False), count_params(model), cast
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -86,7 +105,12 @@ def _meta_model(config: JiTConfig) -> JiT:
 
 
 def block_activation_bytes(
-    config: JiTConfig, tokens: int, *, precision: str = "bf16", dropout: bool = False, device_type: str = "cuda"
+    config: JiTConfig,
+    tokens: int,
+    *,
+    precision: str = "bf16",
+    dropout: bool = False,
+    device_type: str = "cuda",
 ) -> int:
     """Bytes one JiTBlock keeps for the backward pass per image, with n = `tokens` tokens (an estimate).
 
@@ -144,7 +168,11 @@ def activation_bytes_per_image(config: JiTConfig, precision: str = "bf16", devic
         )
     embed = a * pixels + (a * cfg.bottleneck_dim * image_tokens if cfg.bottleneck_dim is not None else 0)
     condition = (256 + 2 * cfg.hidden_size) * a + 4 * cfg.hidden_size + 8
-    final = 4 * tokens * cfg.hidden_size + image_tokens * ((8 + a) * cfg.hidden_size + 4) + 2 * a * cfg.hidden_size
+    final = (
+        4 * tokens * cfg.hidden_size
+        + image_tokens * ((8 + a) * cfg.hidden_size + 4)
+        + 2 * a * cfg.hidden_size
+    )
     loss = 4 * pixels + 4
     return blocks + embed + condition + final + loss
 
@@ -188,21 +216,6 @@ def measured_activation_bytes_per_image(net: JiT, precision: str = "bf16") -> in
     The difference cancels what does not grow with the batch (autocast's weight copies), leaving one image's share.
     """
     return saved_tensor_bytes(net, 2, precision) - saved_tensor_bytes(net, 1, precision)
-
-
-def cast_weight_count(config: JiTConfig) -> int:
-    """Elements of the Linear/Conv2d weights whose bf16/fp16 autocast copies autograd keeps for the backward pass.
-
-    All of them but the time MLP's first layer: its input (sin-cos features of t) needs no gradient, so its copy is
-    not kept. (The biases are cast too, but their copies are not needed for the backward pass.)
-    """
-    model = _meta_model(config)
-    skipped = model.t_embedder.mlp[0]
-    return sum(
-        m.weight.numel()
-        for m in model.modules()
-        if isinstance(m, (nn.Linear, nn.Conv2d)) and m is not skipped
-    )
 
 
 @dataclass(frozen=True)
@@ -256,8 +269,7 @@ def training_memory(
         )
     if strategy not in ("ddp", "fsdp"):
         raise ValueError(f"strategy={strategy!r} is not one of ddp, fsdp")
-    model = _meta_model(config)
-    total, trainable = count_params(model, trainable_only=False), count_params(model)
+    total, trainable, cast = parameter_counts(config)
     shard = world_size if strategy == "fsdp" else 1
     a = _activation_bytes(precision)
     return MemoryEstimate(
@@ -265,7 +277,7 @@ def training_memory(
         grads=4 * trainable // shard,
         adam=8 * trainable // shard,
         ema=4 * trainable * num_ema // shard,
-        autocast_copies=0 if a == 4 else 2 * cast_weight_count(config),
+        autocast_copies=0 if a == 4 else 2 * cast,
         ddp_buckets=4 * trainable if strategy == "ddp" and world_size > 1 else 0,
         activations=images_per_gpu * activation_bytes_per_image(config, precision, device_type),
         images_per_gpu=images_per_gpu,
@@ -279,7 +291,7 @@ def max_images_per_gpu(
     num_ema: int = 3,
     strategy: str = "ddp",
     world_size: int = 1,
-    usable_fraction: float = 0.9,
+    usable_fraction: float = USABLE_FRACTION,
 ) -> int:
     """Largest per-GPU batch whose estimated memory fits in usable_fraction × the device's memory (0 if none does).
 

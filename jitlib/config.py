@@ -145,6 +145,7 @@ RESUMABLE_KEYS = frozenset(
         "train.progress",
         "train.device",
         "train.compile",
+        "train.strategy",  # DDP and FSDP compute the same steps
     }
     | {f"sample.{f.name}" for f in dataclasses.fields(SampleConfig)}
 )
@@ -361,7 +362,10 @@ def validate(config: Config) -> None:
         (t.keep_every >= 0, f"train.keep_every={t.keep_every} must be >= 0"),
         (t.log_every > 0, f"train.log_every={t.log_every} must be > 0"),
         (s.steps > 0, f"sample.steps={s.steps} must be > 0"),
-        (s.ema is None or s.ema in t.ema_decays, f"sample.ema={s.ema} is not one of train.ema_decays={t.ema_decays}"),
+        (
+            s.ema is None or s.ema in t.ema_decays,
+            f"sample.ema={s.ema} is not one of train.ema_decays={t.ema_decays}",
+        ),
         (s.cfg >= 0, f"sample.cfg={s.cfg} must be >= 0 (1 = no guidance)"),
         (
             0 <= s.cfg_interval[0] <= s.cfg_interval[1] <= 1,

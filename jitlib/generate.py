@@ -52,7 +52,9 @@ class Generator:
         return (c.in_channels, c.input_size, c.input_size)
 
 
-def load_generator(source: str | Path, ema: str | None = None, device: torch.device | str = "cpu") -> Generator:
+def load_generator(
+    source: str | Path, ema: str | None = None, device: torch.device | str = "cpu"
+) -> Generator:
     """The weights at ``source``: a jitlib checkpoint (file or run folder), a save_pretrained folder, or an official .pth.
 
     ``ema``: a decay such as "0.9999", "model" (raw weights), or None: the recipe's ``sample.ema``, else the slowest
@@ -70,7 +72,9 @@ def load_generator(source: str | Path, ema: str | None = None, device: torch.dev
             raise
         except Exception as err:  # torch reports unreadable files with assorted exception types
             reason = str(err).splitlines()[0]
-            raise ValueError(f"cannot read {str(path)!r}: not a jitlib or an official JiT checkpoint ({reason})") from None
+            raise ValueError(
+                f"cannot read {str(path)!r}: not a jitlib or an official JiT checkpoint ({reason})"
+            ) from None
         return Generator(
             net, noise_scale=net.config.input_size / 256, description=f"official {path} [{official}]"
         )
@@ -109,9 +113,7 @@ def _decay(ema: str, keys: list[str]) -> str:
     except ValueError:
         key = ema
     if key not in keys:
-        raise ValueError(
-            f"--ema {ema!r}: this checkpoint keeps EMA decays {', '.join(keys)} (or 'model')"
-        )
+        raise ValueError(f"--ema {ema!r}: this checkpoint keeps EMA decays {', '.join(keys)} (or 'model')")
     return key
 
 
@@ -310,7 +312,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", help="run folder / checkpoint file, save_pretrained folder, or official .pth")
-    p.add_argument("--ema", help="EMA decay (e.g. 0.9999) or 'model'; default: the recipe's sample.ema, else the slowest")
+    p.add_argument(
+        "--ema", help="EMA decay (e.g. 0.9999) or 'model'; default: the recipe's sample.ema, else the slowest"
+    )
     p.add_argument("--labels", type=int, nargs="+", metavar="ID", help="class ids, one image each")
     p.add_argument(
         "--num", type=int, default=100, help="number of images when --labels is not given (classes cycle)"

@@ -432,7 +432,9 @@ def sweep(
         raise ValueError("give at least one CFG scale, one EMA and 2 or more images")
     classifier = None
     if metric == "proxy" or "all" in emas:
-        state = load_checkpoint(source)  # proxy and "all" need a jitlib checkpoint: its data set, its EMA decays
+        state = load_checkpoint(
+            source
+        )  # proxy and "all" need a jitlib checkpoint: its data set, its EMA decays
         if metric == "proxy":
             classifier = proxy_classifier(from_dict(state["config"]).data, cache=cache)
         emas = [e for ema in emas for e in (sorted(state["ema"], key=float) if ema == "all" else [ema])]

@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ SPIRAL_TURNS: float = 2.0
 SPIRAL_INNER_RADIUS: float = 0.2
 SPIRAL_WIDTH: float = 0.02
 DATA_MULTIPLE: int = 16
+GRID_FILE = "data/results/spiral_grid.json"
+GRID_URL = "https://raw.githubusercontent.com/let-denoisers-denoise/jit-book/main/" + GRID_FILE
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -247,11 +250,14 @@ class ToyResult:
     seconds: float = 0.0
 
 
-def train_toy(dim: int, target: str, config: ToyConfig = ToyConfig()) -> ToyResult:
+def train_toy(
+    dim: int, target: str, config: ToyConfig = ToyConfig(), *, device: torch.device | str | None = None
+) -> ToyResult:
     """Fit ToyMLP to the spiral embedded in R^dim by minimising E_t‖v̂ − v‖² (or config.loss_target) with Adam.
 
-    One generator seeded with config.seed draws P, then the initial weights, then every batch (x, ε, t) — so all
-    targets at a given D see the same P, the same initial weights and the same data stream.
+    One CPU generator seeded with config.seed draws P, then the initial weights, then every batch (x, ε, t) — so
+    all targets at a given D see the same P, the same initial weights and the same data stream, on any ``device``
+    (default: the CPU).
     """
     if target not in TARGETS:
         raise ValueError(f"target={target!r} is not a prediction target; valid: {', '.join(TARGETS)}")
@@ -259,7 +265,7 @@ def train_toy(dim: int, target: str, config: ToyConfig = ToyConfig()) -> ToyResu
         raise ValueError(f"dim={dim} must be ≥ 2 (the spiral is 2-D)")
     g = torch.Generator().manual_seed(config.seed)
     proj = column_orthogonal(dim, generator=g)
-    net = ToyMLP(dim, config.width, config.depth, generator=g)
+    net = ToyMLP(dim, config.width, config.depth, generator=g).to(device)
     denoiser = Denoiser(net, target=target, t_eps=config.t_eps)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     # Cosine decay to 0 lets the last steps settle on the thin arms instead of hopping around them.
@@ -272,6 +278,7 @@ def train_toy(dim: int, target: str, config: ToyConfig = ToyConfig()) -> ToyResu
         x = embed(spiral(config.batch_size, generator=g), proj)
         eps = torch.randn(x.shape, generator=g)
         t = sample_t(config.batch_size, config.t_dist, generator=g)
+        x, eps, t = x.to(device), eps.to(device), t.to(device)
         loss = denoiser.loss(x, eps, t, loss_target=config.loss_target).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -290,9 +297,14 @@ def train_toy(dim: int, target: str, config: ToyConfig = ToyConfig()) -> ToyResu
 def draw_samples(
     denoiser: Callable, dim: int, n: int, *, steps: int = 50, last_step: str = "euler", seed: int = 0
 ) -> Tensor:
-    """x̂ = jitlib.sampling.sample (50-step Heun, the paper's sampler) from z₀ ~ N(0, I_D) drawn with ``seed``: (n, dim)."""
-    noise = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
-    return sample(denoiser, noise, steps=steps, method="heun", last_step=last_step)
+    """x̂ = jitlib.sampling.sample (50-step Heun, the paper's sampler) from z₀ ~ N(0, I_D) drawn with ``seed``: (n, dim).
+
+    The noise is drawn on the CPU and moved to the denoiser's device; the samples come back on the CPU.
+    """
+    params = list(denoiser.parameters()) if isinstance(denoiser, nn.Module) else []
+    device = params[0].device if params else torch.device("cpu")
+    noise = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    return sample(denoiser, noise, steps=steps, method="heun", last_step=last_step).cpu()
 
 
 def _in_plane_denoiser(t_eps: float) -> Denoiser:
@@ -362,6 +374,7 @@ def run_grid(
     targets: Sequence[str] = TARGETS,
     config: ToyConfig = ToyConfig(),
     *,
+    device: torch.device | str | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train and evaluate every (D, target) cell; returns a JSON-ready dict (config, reference level, cells).
@@ -371,7 +384,7 @@ def run_grid(
     cells = []
     for dim in dims:
         for target in targets:
-            result = train_toy(dim, target, config)
+            result = train_toy(dim, target, config, device=device)
             metrics = evaluate_toy(result, config)
             samples = metrics.pop("samples")
             cell = {
@@ -432,6 +445,17 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def stored_grid() -> dict[str, Any]:
+    """The committed full grid: data/results/spiral_grid.json from the source tree (found from the working folder or
+    the package), else downloaded from the book's repository (e.g. on Colab, where only the package is installed)."""
+    relative = Path(GRID_FILE)
+    for root in (Path.cwd(), Path.cwd().parent, Path(__file__).resolve().parents[1]):
+        if (root / relative).is_file():
+            return load_grid(root / relative)
+    with urllib.request.urlopen(GRID_URL, timeout=60) as response:
+        return json.loads(response.read())
+
+
 def save_grid(grid: dict[str, Any], path: str | Path) -> None:
     """Write a :func:`run_grid` result as compact JSON, creating the parent folder."""
     path = Path(path)
@@ -469,6 +493,7 @@ def add_toy_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-steps", type=int, default=defaults.sample_steps, help="Heun steps when sampling")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="where to train and sample, e.g. cpu or cuda")
     p.add_argument("--out", type=Path, default=None, help="write the grid as JSON here")
     p.set_defaults(func=_toy_command)
 
@@ -491,7 +516,7 @@ def _toy_command(args: argparse.Namespace) -> int:
         n_keep=min(ToyConfig.n_keep, args.samples),
         seed=args.seed,
     )
-    grid = run_grid(args.dims, args.targets, config)
+    grid = run_grid(args.dims, args.targets, config, device=args.device)
     print(
         f"reference SW1 (fresh data in place of samples, {config.n_samples} points): "
         f"{grid['reference_sw1']:.4g} ± {grid['reference_sw1_std']:.2g}"

@@ -399,8 +399,7 @@ class Trainer:
                     ):
                         writer.add_scalar(f"train/{key}", record[key], self.step)
                     window_start, window_steps, window_losses = now, 0, []
-                stop = bool(callback(info)) if callback is not None else False
-                stop = bool(dist.broadcast(stop))
+                stop = callback is not None and bool(dist.broadcast(bool(callback(info))))
                 if stop or self.step % cfg.ckpt_every == 0 or self.step == self.total_steps:
                     self.save()
                 if stop:
@@ -437,9 +436,14 @@ class Trainer:
             loss = self.denoiser.loss(x, eps, t, labels, loss_target=diffusion.loss).float().mean()
         global_loss = dist.mean_over_ranks(loss.detach()).item()
         if not math.isfinite(global_loss):
+            kept = (
+                f"the last good checkpoint {str(self.checkpoint_path)!r} is untouched"
+                if self.checkpoint_path.exists()
+                else "no checkpoint had been written yet"
+            )
             raise TrainingDiverged(
-                f"loss is {global_loss} at step {self.step + 1}; training stopped and the last good checkpoint "
-                f"{str(self.checkpoint_path)!r} is untouched — try a lower optim.blr, optim.grad_clip=1.0 or train.precision=fp32"
+                f"loss is {global_loss} at step {self.step + 1}; training stopped and {kept} — "
+                f"try a lower optim.blr, optim.grad_clip=1.0 or train.precision=fp32"
             )
         self.scaler.scale(loss).backward()
         grad_norm = None
@@ -481,7 +485,7 @@ presets: {presets}
 sections and keys: model.(name, arch, num_classes) data.(name, root, image_size, flip, ...) diffusion.(pred, loss,
 t_dist, t_mu, t_sigma, noise_scale, t_eps, label_drop) optim.(blr, lr, betas, warmup_epochs, schedule, grad_clip, ...)
 train.(batch_size, epochs, steps, ema_decays, precision, compile, strategy, seed, output_dir, ckpt_every, ...)
-sample.(method, steps, cfg, cfg_interval, last_step) — see --print-config for all of them.
+sample.(method, steps, cfg, cfg_interval, last_step, ema) — see --print-config for all of them.
 """
 
 
@@ -495,6 +499,9 @@ def resolve_config(items: list[str], resume: str | None) -> Config:
         return load_config(presets[0], overrides)
     if resume is not None:
         saved = load_checkpoint(resume)["config"]
+        saved["train"]["output_dir"] = str(
+            find_checkpoint(resume).parent
+        )  # keep writing where the run now is
         return from_dict(apply_overrides(saved, overrides))
     raise ValueError(f"give a preset ({', '.join(list_presets())}) or a YAML file, or --resume a run folder")
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 import torch
+from PIL import Image
 
 from jitlib.checkpoint import load_checkpoint
 from jitlib.cli import main
@@ -20,6 +19,7 @@ from jitlib.config import load_config
 from jitlib.train import Trainer
 
 TINY = [
+    "model.name=JiT-tiny/8",
     "data.image_size=16",
     "model.arch.depth=1",
     "model.arch.hidden_size=32",
@@ -33,6 +33,15 @@ TINY = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine more threads only spin (and results stay reproducible)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-step run whose folder every bad command must leave exactly as it was."""
@@ -42,7 +51,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 def images(root: Path, corrupt: bool = False) -> Path:
@@ -64,14 +77,28 @@ def bad_inputs(run: Path, tmp: Path) -> list[tuple[list[str], str]]:
     (tmp / "no_classes").mkdir()
     return [
         ([*train, *folder, f"data.root={tmp}/missing", f"train.output_dir={tmp}/o1"], "does not exist"),
-        ([*train, *folder, f"data.root={tmp}/no_classes", f"train.output_dir={tmp}/o2"], "no class sub-folders"),
-        ([*train, *folder, f"data.root={images(tmp / 'bad_img', True)}", "train.batch_size=12",
-          f"train.output_dir={tmp}/o3"], "cannot read image"),
+        (
+            [*train, *folder, f"data.root={tmp}/no_classes", f"train.output_dir={tmp}/o2"],
+            "no class sub-folders",
+        ),
+        (
+            [
+                *train,
+                *folder,
+                f"data.root={images(tmp / 'bad_img', True)}",
+                "train.batch_size=12",
+                f"train.output_dir={tmp}/o3",
+            ],
+            "cannot read image",
+        ),
         ([*train, "data.image_size=30", f"train.output_dir={tmp}/o4"], "not divisible by the patch size 8"),
         ([*train, "train.batchsize=8"], "did you mean train.batch_size"),
         ([*train, "train.batch_size=abc"], "train.batch_size: expected an integer, got 'abc'"),
         ([*train, "diffusion.label_drop=1.5"], "diffusion.label_drop=1.5 must lie in [0, 1)"),
-        ([*train, "model.arch.heads=2", f"train.output_dir={tmp}/o5"], "unknown config key 'model.arch.heads'"),
+        (
+            [*train, "model.arch.heads=2", f"train.output_dir={tmp}/o5"],
+            "unknown config key 'model.arch.heads'",
+        ),
         (["train", "--resume", str(run), "model.arch.depth=2"], "model.arch.depth: 1 in checkpoint, 2 now"),
         (["train", "--resume", str(run), "model.name=JiT-tiny/4"], "model.name: 'JiT-tiny/8' in checkpoint"),
         (["train", "--resume", str(tmp / "nothing_here")], "does not exist"),
@@ -80,12 +107,23 @@ def bad_inputs(run: Path, tmp: Path) -> list[tuple[list[str], str]]:
         ([*train, f"train.output_dir={tmp}/a_file/sub"], "is not writable"),
         ([*train, "train.batch_size=5000", f"train.output_dir={tmp}/o6"], "fewer than train.batch_size=5000"),
         ([*train, "model.num_classes=5", f"train.output_dir={tmp}/o7"], "class id 5 is out of range"),
-        ([*train, "data.name=cifar10", "data.image_size=32", f"data.root={tmp}/c10", f"train.output_dir={tmp}/o8"],
-         "set data.download=true"),
+        (
+            [
+                *train,
+                "data.name=cifar10",
+                "data.image_size=32",
+                f"data.root={tmp}/c10",
+                f"train.output_dir={tmp}/o8",
+            ],
+            "set data.download=true",
+        ),
         (["train", "no-such-preset"], "unknown preset 'no-such-preset'"),
         (["train", "tiny-digits", "tiny-shapes"], "give one preset"),
         (["train"], "give a preset"),
-        (["sample", str(run), "--labels", "3", "12", "--grid", str(tmp / "g.png")], "class id 12 out of range"),
+        (
+            ["sample", str(run), "--labels", "3", "12", "--grid", str(tmp / "g.png")],
+            "class id 12 out of range",
+        ),
         (["sample", str(run), "--ema", "0.5", "--grid", str(tmp / "g.png")], "keeps EMA decays 0.9"),
         (["sample", str(run), "--steps", "0"], "--steps=0 must be > 0"),
         (["sample", str(run), "--grid", str(tmp / "a_file" / "g.png")], "is not writable"),
@@ -112,14 +150,24 @@ def test_bad_inputs_fail_with_one_line_and_leave_checkpoints_alone(run: Path, tm
 
 
 def test_corrupt_image_read_by_a_loader_worker_is_one_line(tmp_path: Path, capsys) -> None:
-    argv = ["train", "tiny-digits", *TINY, "data.name=folder", "data.num_workers=1", "train.batch_size=12",
-            f"data.root={images(tmp_path / 'imgs', True)}", f"train.output_dir={tmp_path / 'out'}"]
+    argv = [
+        "train",
+        "tiny-digits",
+        *TINY,
+        "data.name=folder",
+        "data.num_workers=1",
+        "train.batch_size=12",
+        f"data.root={images(tmp_path / 'imgs', True)}",
+        f"train.output_dir={tmp_path / 'out'}",
+    ]
     assert main(argv) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("jitlib train: error: cannot read image") and last.endswith("zz.jpg'")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch_fidelity") is not None, reason="torch-fidelity is installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch_fidelity") is not None, reason="torch-fidelity is installed"
+)
 def test_fid_without_torch_fidelity_says_how_to_install(tmp_path: Path, capsys) -> None:
     stats = tmp_path / "ref.npz"
     import numpy as np
@@ -131,8 +179,16 @@ def test_fid_without_torch_fidelity_says_how_to_install(tmp_path: Path, capsys) 
 
 def test_nan_loss_is_one_line_and_keeps_the_last_checkpoint(tmp_path: Path, capsys) -> None:
     out = tmp_path / "nan"
-    argv = ["train", "tiny-digits", *TINY, "train.steps=6", "train.ckpt_every=1", "optim.lr=1e30",
-            "optim.warmup_epochs=0", f"train.output_dir={out}"]
+    argv = [
+        "train",
+        "tiny-digits",
+        *TINY,
+        "train.steps=6",
+        "train.ckpt_every=1",
+        "optim.lr=1e30",
+        "optim.warmup_epochs=0",
+        f"train.output_dir={out}",
+    ]
     assert main(argv) == 2  # a 1e30 learning rate overflows the weights within a step or two
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert re.match(r"jitlib train: error: loss is (nan|inf) at step \d+; .* is untouched", last), last
@@ -141,6 +197,10 @@ def test_nan_loss_is_one_line_and_keeps_the_last_checkpoint(tmp_path: Path, caps
 
 
 def test_the_real_command_exits_non_zero_with_one_line(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "jitlib", "train", "--resume", str(tmp_path / "nope")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "jitlib", "train", "--resume", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "does not exist" in done.stderr

@@ -42,12 +42,24 @@ def test_paper_presets_follow_table_9(preset: str) -> None:
     c = load_config(preset)
     assert (c.model.name, c.data.image_size, c.diffusion.noise_scale) == (name, size, noise)
     assert c.diffusion.noise_scale == size / 256  # App. A: s = image_size / 256
-    assert (c.diffusion.pred, c.diffusion.loss, c.diffusion.t_mu, c.diffusion.t_sigma) == ("x", "v", -0.8, 0.8)
+    assert (c.diffusion.pred, c.diffusion.loss, c.diffusion.t_mu, c.diffusion.t_sigma) == (
+        "x",
+        "v",
+        -0.8,
+        0.8,
+    )
     assert c.diffusion.t_eps == 0.05 and c.diffusion.label_drop == 0.1
     assert c.train.batch_size == 1024 and c.optim.blr * c.train.batch_size / 256 == pytest.approx(2e-4)
-    assert tuple(c.optim.betas) == (0.9, 0.95) and c.optim.weight_decay == 0 and c.optim.schedule == "constant"
+    assert (
+        tuple(c.optim.betas) == (0.9, 0.95) and c.optim.weight_decay == 0 and c.optim.schedule == "constant"
+    )
     assert c.optim.warmup_epochs == 5 and sorted(c.train.ema_decays) == [0.9996, 0.9998, 0.9999]
-    assert (c.sample.method, c.sample.steps, tuple(c.sample.cfg_interval), c.sample.cfg) == ("heun", 50, (0.1, 1.0), cfg)
+    assert (c.sample.method, c.sample.steps, tuple(c.sample.cfg_interval), c.sample.cfg) == (
+        "heun",
+        50,
+        (0.1, 1.0),
+        cfg,
+    )
     assert c.data.name == "folder" and c.data.flip
     assert c.train.strategy == ("fsdp" if "-g" in preset else "ddp")
 
@@ -55,7 +67,13 @@ def test_paper_presets_follow_table_9(preset: str) -> None:
 def test_overrides_are_typed() -> None:
     c = load_config(
         "tiny-digits",
-        ["train.batch_size=32", "optim.lr=1e-4", "optim.betas=[0.9,0.99]", "train.steps=null", "model.arch.depth=2"],
+        [
+            "train.batch_size=32",
+            "optim.lr=1e-4",
+            "optim.betas=[0.9,0.99]",
+            "train.steps=null",
+            "model.arch.depth=2",
+        ],
     )
     assert c.train.batch_size == 32 and isinstance(c.train.batch_size, int)
     assert c.optim.lr == 1e-4  # YAML reads "1e-4" as a string; the float field converts it
@@ -74,7 +92,7 @@ def test_overrides_are_typed() -> None:
         ("optim.betas=[0.9]", "length 2"),
         ("train.ema_decays=[1.5]", "in (0, 1)"),
         ("diffusion.label_drop=1.0", "diffusion.label_drop=1.0 must lie in [0, 1)"),
-        ("data.image_size=30", "not divisible by the patch size 8"),
+        ("data.image_size=48", "not divisible by the patch size 32"),
         ("train", "must look like section.key=value"),
         ("train.epochs.x=1", "is a value, not a section"),
         ("train.steps.x=1", "train.steps: expected an integer or null"),
@@ -116,7 +134,9 @@ def test_coerce_and_parse_helpers() -> None:
 
 def test_resume_compatibility_names_the_difference() -> None:
     saved = load_config("tiny-digits").to_dict()
-    ok = load_config("tiny-digits", ["train.steps=5000", "train.output_dir=elsewhere", "sample.cfg=4"]).to_dict()
+    ok = load_config(
+        "tiny-digits", ["train.steps=5000", "train.output_dir=elsewhere", "sample.cfg=4"]
+    ).to_dict()
     check_same_run(saved, ok)  # length, folder and sampler may change
     other = load_config("tiny-digits", ["model.arch.depth=2", "optim.lr=0.1"]).to_dict()
     with pytest.raises(ValueError, match=r"model\.arch\.depth: None in checkpoint, 2 now; optim\.lr: 0\.001"):

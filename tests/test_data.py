@@ -25,8 +25,8 @@ from jitlib.data import (
     digits,
     download,
     random_flip,
-    unit_to_uint8,
     uint8_to_unit,
+    unit_to_uint8,
 )
 
 
@@ -39,7 +39,9 @@ def test_digits_in_unit_range_and_in_a_64_dim_subspace() -> None:
     basis = torch.nn.functional.interpolate(torch.eye(64).view(64, 1, 8, 8), size=(32, 32), mode="bilinear")
     basis = basis.view(64, -1).double()
     assert torch.linalg.matrix_rank(basis) == 64
-    flat = d.images.view(len(d), -1).double() + 1  # shift out the −1 offset (a constant image is in the span too)
+    flat = (
+        d.images.view(len(d), -1).double() + 1
+    )  # shift out the −1 offset (a constant image is in the span too)
     coeffs = torch.linalg.lstsq(basis.T, flat.T).solution
     assert torch.allclose(basis.T @ coeffs, flat.T, atol=1e-9)
     assert torch.linalg.matrix_rank(flat) <= 64 < 32 * 32
@@ -176,7 +178,9 @@ def test_two_ranks_see_exactly_the_global_batches_of_one() -> None:
         s.set_position(epoch=3, skip=0)
         ranks.append(list(s))
     for i in range(len(data) // batch):
-        union = sorted(sum((ranks[r][i * batch // world : (i + 1) * batch // world] for r in range(world)), []))
+        union = sorted(
+            sum((ranks[r][i * batch // world : (i + 1) * batch // world] for r in range(world)), [])
+        )
         assert union == sorted(order[i * batch : (i + 1) * batch])
     resumed = ResumableSampler(data, world, 1, seed=5)
     resumed.set_position(epoch=3, skip=12)

@@ -15,6 +15,7 @@ import torch
 from jitlib.checkpoint import load_checkpoint
 
 TINY = [
+    "model.name=JiT-tiny/8",
     "data.image_size=16",
     "model.arch.depth=1",
     "model.arch.hidden_size=32",
@@ -47,12 +48,31 @@ def test_two_processes_equal_one_process(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     train = ["-m", "jitlib", "train", "tiny-digits", *TINY]
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, *train, f"train.output_dir={one}"], env=env, check=True, capture_output=True,
-                   timeout=600)
+    subprocess.run(
+        [sys.executable, *train, f"train.output_dir={one}"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(free_port()), *train, f"train.output_dir={two}"],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            *train,
+            f"train.output_dir={two}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "16 = 8 × 2 processes" in run.stderr  # the effective batch is printed, once (rank 0)
@@ -61,6 +81,8 @@ def test_two_processes_equal_one_process(tmp_path: Path) -> None:
     assert len(a) == len(b) == 8
     assert max(abs(x - y) / abs(x) for x, y in zip(a, b, strict=True)) < 1e-4, (a, b)
     wa, wb = load_checkpoint(one)["model"], load_checkpoint(two)["model"]
-    assert wa["final_layer.linear.weight"].abs().sum() > 0  # the zero-initialised head moved: training happened
+    assert (
+        wa["final_layer.linear.weight"].abs().sum() > 0
+    )  # the zero-initialised head moved: training happened
     for key in wa:
         assert torch.allclose(wa[key], wb[key], rtol=1e-4, atol=1e-6), key

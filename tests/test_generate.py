@@ -11,11 +11,20 @@ from PIL import Image
 
 from jitlib.cli import main
 from jitlib.config import load_config
-from jitlib.generate import class_labels, generate, load_generator, sample_noise, save_grid, save_npz, save_pngs
+from jitlib.generate import (
+    class_labels,
+    generate,
+    load_generator,
+    sample_noise,
+    save_grid,
+    save_npz,
+    save_pngs,
+)
 from jitlib.train import Trainer
 from jitlib.weights import save_pretrained
 
 TINY = [
+    "model.name=JiT-tiny/8",
     "data.image_size=16",
     "model.arch.depth=1",
     "model.arch.hidden_size=32",
@@ -29,6 +38,15 @@ TINY = [
     "optim.lr=1e-2",
     "sample.steps=3",
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine more threads only spin (and results stay reproducible)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +63,9 @@ def test_ema_choice_loads_different_weights(run: Path) -> None:
     assert torch.equal(default.net.state_dict()[key], slow.net.state_dict()[key])
     assert not torch.equal(raw.net.state_dict()[key], fast.net.state_dict()[key])
     assert not torch.equal(fast.net.state_dict()[key], slow.net.state_dict()[key])
-    assert "EMA 0.9 at step 4" in slow.description and raw.num_classes == 10 and raw.image_shape == (1, 16, 16)
+    assert (
+        "EMA 0.9 at step 4" in slow.description and raw.num_classes == 10 and raw.image_shape == (1, 16, 16)
+    )
     with pytest.raises(ValueError, match="keeps EMA decays 0.5, 0.9"):
         load_generator(run, "0.99")
 
@@ -75,7 +95,11 @@ def test_writers(tmp_path: Path) -> None:
     grid = np.asarray(Image.open(save_grid(images, tmp_path / "g.png", nrow=3)))
     assert grid.shape == (2 * 4 + 2, 3 * 4 + 2 * 2, 3)
     with np.load(save_npz(images, torch.arange(6), tmp_path / "s.npz")) as z:
-        assert z["arr_0"].shape == (6, 4, 4, 3) and z["arr_0"].dtype == np.uint8 and z["arr_1"].tolist() == list(range(6))
+        assert (
+            z["arr_0"].shape == (6, 4, 4, 3)
+            and z["arr_0"].dtype == np.uint8
+            and z["arr_1"].tolist() == list(range(6))
+        )
     assert len(list(save_pngs(images, tmp_path / "pngs").glob("*.png"))) == 6
 
 
@@ -89,8 +113,24 @@ def test_pretrained_folder_samples_like_the_checkpoint(run: Path, tmp_path: Path
 
 
 def test_sample_command_writes_grid_and_npz(run: Path, tmp_path: Path) -> None:
-    code = main(["sample", str(run), "--labels", "1", "2", "3", "--cfg", "2", "--grid", str(tmp_path / "g.png"),
-                 "--npz", str(tmp_path / "s.npz"), "--png-dir", str(tmp_path / "pngs")])
+    code = main(
+        [
+            "sample",
+            str(run),
+            "--labels",
+            "1",
+            "2",
+            "3",
+            "--cfg",
+            "2",
+            "--grid",
+            str(tmp_path / "g.png"),
+            "--npz",
+            str(tmp_path / "s.npz"),
+            "--png-dir",
+            str(tmp_path / "pngs"),
+        ]
+    )
     assert code == 0
     assert Image.open(tmp_path / "g.png").size[0] > 16
     with np.load(tmp_path / "s.npz") as z:

@@ -20,6 +20,7 @@ from jitlib.train import Trainer, TrainingDiverged, draw_noise, learning_rate, m
 
 # A 1-block, 32-wide JiT on 16×16 digits (4 tokens of 8×8): a training step takes milliseconds.
 TINY = [
+    "model.name=JiT-tiny/8",
     "data.image_size=16",
     "model.arch.depth=1",
     "model.arch.hidden_size=32",
@@ -32,6 +33,15 @@ TINY = [
     "train.log_every=1",
     "optim.warmup_epochs=0.1",
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine more threads only spin (and results stay reproducible)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_config(out: Path, *extra: str):
@@ -72,8 +82,12 @@ def test_per_sample_randomness_does_not_depend_on_the_batch_it_is_in() -> None:
 
 
 def test_training_draws_follow_the_recipe() -> None:
-    t, eps, drop, flip = draw_noise(0, 0, list(range(4000)), (1, 1, 4), DiffusionConfig(noise_scale=2.0), torch.device("cpu"))
-    assert t.median().item() == pytest.approx(1 / (1 + math.exp(0.8)), abs=0.02)  # logit-normal, median sigmoid(−0.8)
+    t, eps, drop, flip = draw_noise(
+        0, 0, list(range(4000)), (1, 1, 4), DiffusionConfig(noise_scale=2.0), torch.device("cpu")
+    )
+    assert t.median().item() == pytest.approx(
+        1 / (1 + math.exp(0.8)), abs=0.02
+    )  # logit-normal, median sigmoid(−0.8)
     assert eps.std().item() == pytest.approx(2.0, rel=0.03)  # ε ~ N(0, s²I)
     assert drop.float().mean().item() == pytest.approx(0.1, abs=0.015)
     assert flip.float().mean().item() == pytest.approx(0.5, abs=0.03)
@@ -96,7 +110,6 @@ def test_model_kwargs_come_from_data_and_are_checked(tmp_path: Path) -> None:
 
 
 def test_loss_goes_down_and_logs(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     seen = []
     trainer = Trainer(tiny_config(tmp_path, "train.steps=60", "optim.lr=3e-3"))
     result = trainer.fit(callback=lambda info: seen.append(info.step))
@@ -111,12 +124,13 @@ def test_loss_goes_down_and_logs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("pred", "loss"), [("eps", "x"), ("v", "eps")])
 def test_other_cells_of_the_grid_train(tmp_path: Path, pred: str, loss: str) -> None:
-    result = Trainer(tiny_config(tmp_path, "train.steps=3", f"diffusion.pred={pred}", f"diffusion.loss={loss}")).fit()
+    result = Trainer(
+        tiny_config(tmp_path, "train.steps=3", f"diffusion.pred={pred}", f"diffusion.loss={loss}")
+    ).fit()
     assert all(math.isfinite(v) for v in result.losses)
 
 
 def test_stop_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     extra = ("train.steps=12", "train.ckpt_every=100", "optim.schedule=cosine")
     Trainer(tiny_config(tmp_path / "a", *extra)).fit()
     stopped = Trainer(tiny_config(tmp_path / "b", *extra)).fit(callback=lambda info: info.step == 5)
@@ -129,7 +143,9 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
 
 def test_resume_is_refused_for_another_configuration(tmp_path: Path) -> None:
     Trainer(tiny_config(tmp_path, "train.steps=2")).fit()
-    with pytest.raises(ValueError, match=r"different configuration — model\.arch\.depth: 1 in checkpoint, 2 now"):
+    with pytest.raises(
+        ValueError, match=r"different configuration — model\.arch\.depth: 1 in checkpoint, 2 now"
+    ):
         Trainer(tiny_config(tmp_path, "train.steps=4", "model.arch.depth=2"), resume=tmp_path)
     with pytest.raises(ValueError, match="pass --resume"):
         Trainer(tiny_config(tmp_path, "train.steps=4"))  # a fresh run must not overwrite it
@@ -157,7 +173,9 @@ def test_kill_9_three_times_then_resume_is_bit_identical(tmp_path: Path) -> None
 
     def command(out: Path, resume: bool) -> list[str]:
         cmd = [sys.executable, "-m", "jitlib", "train"]
-        return cmd + (["--resume", str(out)] if resume else ["tiny-digits"]) + [*args, f"train.output_dir={out}"]
+        return (
+            cmd + (["--resume", str(out)] if resume else ["tiny-digits"]) + [*args, f"train.output_dir={out}"]
+        )
 
     def logged_steps(out: Path) -> int:
         try:
@@ -170,8 +188,12 @@ def test_kill_9_three_times_then_resume_is_bit_identical(tmp_path: Path) -> None
     subprocess.run(command(reference, False), env=env, check=True, capture_output=True, timeout=600)
     out, rng = tmp_path / "killed", random.Random(2024)
     for kill in range(3):
-        proc = subprocess.Popen(command(out, kill > 0), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        target = logged_steps(out) + rng.randint(2, 6)  # let it make some progress, then kill at a random moment
+        proc = subprocess.Popen(
+            command(out, kill > 0), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        target = logged_steps(out) + rng.randint(
+            2, 6
+        )  # let it make some progress, then kill at a random moment
         deadline = time.time() + 300
         while logged_steps(out) < target and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)

@@ -1,0 +1,229 @@
+"""``jitlib bench``: peaks and MFU, timing helpers, the trainer's own step measured, JSON + Markdown, the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from jitlib import bench
+from jitlib.bench import (
+    BenchOptions,
+    bench_config,
+    bench_sampling,
+    bench_training,
+    build_trainer,
+    guided_evaluations,
+    largest_batch,
+    mfu,
+    peak_flops,
+    run_bench,
+    time_interleaved,
+    to_markdown,
+    write_results,
+)
+from jitlib.precision import Precision
+
+# A 1-block, 32-wide JiT on 16×16 images (4 tokens of 8×8 + 2 class tokens): every measurement takes milliseconds.
+TINY_ARCH = dict(depth=1, hidden_size=32, num_heads=2, bottleneck_dim=8, in_context_len=2, in_context_start=0)
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine more threads only spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    "name, tflops",
+    [
+        ("NVIDIA H100 80GB HBM3", 989),
+        ("NVIDIA H100 PCIe", 756),
+        ("NVIDIA H200", 989),
+        ("NVIDIA A100-SXM4-80GB", 312),
+        ("NVIDIA A100 80GB PCIe", 312),
+        ("Tesla T4", 65),
+        ("NVIDIA L4", 121),
+        ("NVIDIA A10", 125),
+    ],
+)
+def test_peak_table_matches_device_names(name: str, tflops: float) -> None:
+    peak, source = peak_flops(name)
+    assert peak == tflops * 1e12 and source
+
+
+def test_unknown_devices_and_cpus_have_no_peak_so_no_mfu() -> None:
+    assert peak_flops("NVIDIA A10G")[0] is None  # not the A10 (a different chip)
+    assert "--peak-tflops" in peak_flops("Some Future GPU")[1]
+    assert peak_flops("x86_64", "cpu")[0] is None
+    assert mfu(1e12, None) is None
+    assert mfu(494.5e12, 989e12) == pytest.approx(0.5)
+
+
+def test_time_interleaved_alternates_and_takes_medians() -> None:
+    calls: list[str] = []
+    seconds = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, CPU, 3, 1)
+    assert calls == ["a", "b"] * 4
+    assert set(seconds) == {"a", "b"} and all(s >= 0 for s in seconds.values())
+    with pytest.raises(ValueError, match="repeats=0"):
+        time_interleaved({"a": lambda: None}, CPU, 0)
+
+
+def test_heun_with_cfg_interval_counts() -> None:
+    """The paper's sampler: 50 + 49 evaluations, 44 + 44 of them at t > 0.1 (the official code runs 2 × 99 = 198)."""
+    assert guided_evaluations(50, (0.1, 1.0)) == (99, 88)
+    assert guided_evaluations(50, (0.0, 1.0)) == (99, 98)  # t = 0 is never guided: the interval is open at 0
+    assert guided_evaluations(1, (0.1, 1.0)) == (1, 0)
+
+
+def tiny_trainer(tmp_path: Path, batch: int = 4, compile: bool = False):
+    config = bench_config("JiT-tiny/8", 16, batch, "auto", compile, "cpu", tmp_path / "run", TINY_ARCH)
+    return build_trainer(config, 10, batch)
+
+
+def test_bench_training_times_the_trainers_own_step(tmp_path: Path) -> None:
+    trainer = tiny_trainer(tmp_path)
+    before = [p.detach().clone() for p in trainer.net.parameters()]
+    row = bench_training(trainer, batch=4, steps=3, warmup=2, peak=None)
+    assert trainer.step == 5  # every warm-up and timed call was a real optimizer step of the Trainer
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.net.parameters(), strict=True))
+    assert row["images_per_s"] == pytest.approx(4 / (row["step_ms"] / 1e3))
+    assert row["mfu"] is None and row["peak_memory_gib"] is None and row["syncs_per_step"] is None
+    assert row["tflops_per_s"] > 0
+
+
+def test_largest_batch_needs_a_gpu(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--batch max"):
+        largest_batch(tiny_trainer(tmp_path))
+
+
+def test_sampling_counts_the_forwards_it_runs(tmp_path: Path) -> None:
+    net = tiny_trainer(tmp_path).net
+    row = bench_sampling(net, 2, Precision(None, "cpu"), None, steps=10, cfg=3.0)
+    evaluations, guided = guided_evaluations(10, (0.1, 1.0))
+    assert row["forwards_per_image"] == evaluations + guided  # one pass outside the interval, two inside
+    assert row["official_forwards_per_image"] == 2 * evaluations
+    assert row["images_per_s"] > 0 and row["mfu"] is None
+
+
+def test_bench_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="JiT-Z/16"):
+        BenchOptions(models=["JiT-Z/16"])
+    with pytest.raises(ValueError, match="speed"):
+        BenchOptions(models=["JiT-tiny/8"], parts=("speed",))
+    with pytest.raises(ValueError, match="batch=0"):
+        BenchOptions(models=["JiT-tiny/8"], batch=0)
+
+
+def small_options(**overrides) -> BenchOptions:
+    values = dict(
+        models=["JiT-tiny/8"],
+        arch=TINY_ARCH,
+        resolution=16,
+        batch=4,
+        compile=(False,),
+        steps=2,
+        warmup=1,
+        sample_steps=3,
+        compare_repeats=2,
+        loader_images=8,
+        device="cpu",
+    )
+    return BenchOptions(**{**values, **overrides})
+
+
+def test_run_bench_writes_json_and_markdown(tmp_path: Path) -> None:
+    results = run_bench(small_options())
+    model = results["models"][0]
+    assert model["attention_backend"] == "flash (CPU)"
+    assert model["train"][0]["images_per_s"] > 0 and model["sample"][0]["images_per_s"] > 0
+    paths = {row["path"].split(" (")[0]: row for row in model["compare"]}
+    assert set(paths) == {
+        "AdamW step",
+        "EMA update",
+        "attention fwd+bwd",
+        "patch embedding fwd+bwd",
+        "CFG evaluation",
+    }
+    assert all(row["before_ms"] > 0 and row["after_ms"] > 0 for row in model["compare"])
+    assert results["loader"]["images_per_s"] > 0
+    json_path, md_path = write_results(results, tmp_path, "cpu")
+    assert json.loads(json_path.read_text())["models"][0]["model"] == "JiT-tiny/8"
+    text = md_path.read_text()
+    assert "| JiT-tiny/8 | 16 | fp32 | flash (CPU) | off | 4 |" in text
+    assert "MFU n/a" in text and "fused" in text
+
+
+def test_markdown_shows_mfu_as_a_percentage() -> None:
+    results = {
+        "machine": {
+            "device": "cuda:0",
+            "device_name": "NVIDIA H100 80GB HBM3",
+            "torch": "2",
+            "torch_threads": 1,
+            "cpu_count": 16,
+        },
+        "peak_flops": 989e12,
+        "peak_source": "H100 SXM, bf16 dense",
+        "models": [
+            {
+                "model": "JiT-B/16",
+                "resolution": 256,
+                "precision": "bf16",
+                "attention_backend": "flash",
+                "train": [
+                    {
+                        "compile": True,
+                        "batch": 256,
+                        "images_per_s": 1000.0,
+                        "step_ms": 256.0,
+                        "tflops_per_s": 494.5,
+                        "mfu": 0.5,
+                        "peak_memory_gib": 40.0,
+                        "syncs_per_step": 1,
+                    }
+                ],
+            }
+        ],
+    }
+    row = [line for line in to_markdown(results).splitlines() if line.startswith("| JiT-B/16")][0]
+    assert "| 50.0% |" in row and "| 40.00 |" in row and "| 989 TFLOP/s" not in row
+
+
+def test_command_line_runs_and_refuses_bad_batches(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    bench.add_bench_parser(parser.add_subparsers())
+    common = ["bench", "--model", "JiT-tiny/8", "--resolution", "16", "--device", "cpu", "--compile", "off"]
+    common += [f"--arch={k}={v}" for k, v in TINY_ARCH.items()]
+    args = parser.parse_args(
+        [
+            *common,
+            "--batch",
+            "4",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--parts",
+            "train",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "t",
+        ]
+    )
+    assert args.func(args) == 0
+    assert (tmp_path / "t.json").exists() and (tmp_path / "t.md").exists()
+    args = parser.parse_args([*common, "--batch", "max", "--parts", "train", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="--batch max"):
+        args.func(args)
+    args = parser.parse_args([*common, "--batch", "lots"])
+    with pytest.raises(ValueError, match="lots"):
+        args.func(args)

@@ -1,0 +1,105 @@
+"""The shipped checkpoint: SHA-256 verified before loading, refused when corrupt, retrained when missing."""
+
+import shutil
+
+import pytest
+import torch
+
+from jitlib import pretrained
+from jitlib.generate import class_labels, generate, load_generator
+from jitlib.pretrained import (
+    ASSET_DIR,
+    CONFIG_FILE,
+    RECIPES,
+    STORAGE_DTYPE,
+    SUMS_FILE,
+    load,
+    load_or_train,
+    recipe_config,
+    variant_file,
+    verify,
+)
+from jitlib.train import Trainer
+
+torch.set_num_threads(1)
+SHIPPED = ASSET_DIR / "digits-small"
+# A two-step, two-block version of the recipe: the same code path in seconds.
+TINY = ["train.steps=2", "model.arch.depth=2", "train.batch_size=16"]
+
+
+def test_shipped_checkpoint_verifies_and_fits_the_size_budget() -> None:
+    recipe = RECIPES["digits-small"]
+    paths = verify(SHIPPED)
+    assert {p.name for p in paths} == {CONFIG_FILE, *(variant_file(v) for v in recipe.keep)}
+    total = sum(p.stat().st_size for p in SHIPPED.iterdir())
+    assert total <= 5_000_000, f"the shipped checkpoint is {total} bytes; the package budget is 5 MB"
+    model = load(SHIPPED)
+    assert model.variants == list(recipe.keep)
+    assert model.model_config.num_classes == 10 and model.model_config.input_size == 32
+    assert model.config.diffusion.pred == "x" and model.config.diffusion.loss == "v"
+    net = model.net()
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
+def test_corrupt_file_is_refused_with_one_line_naming_it(tmp_path, monkeypatch) -> None:
+    copy = tmp_path / "assets" / "digits-small"
+    shutil.copytree(SHIPPED, copy)
+    victim = copy / variant_file(RECIPES["digits-small"].keep[-1])
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the tensor data
+    victim.write_bytes(bytes(data))
+    with pytest.raises(ValueError) as err:
+        load(copy)
+    message = str(err.value)
+    assert "\n" not in message and str(victim) in message and "SHA-256" in message
+    # The load-or-train switch must not retrain over a corrupt shipped file: it reports it.
+    monkeypatch.setattr(pretrained, "ASSET_DIR", tmp_path / "assets")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_or_train("digits-small", cache=tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_missing_or_malformed_sums_are_reported(tmp_path) -> None:
+    copy = tmp_path / "digits-small"
+    shutil.copytree(SHIPPED, copy)
+    (copy / CONFIG_FILE).unlink()
+    assert not pretrained.is_complete(copy)
+    with pytest.raises(FileNotFoundError, match=CONFIG_FILE):
+        verify(copy)
+    (copy / SUMS_FILE).write_text("not a digest line\n")
+    with pytest.raises(ValueError, match="line 1"):
+        verify(copy)
+    with pytest.raises(ValueError, match="valid: digits-small"):
+        load_or_train("digits-large")
+
+
+def test_load_or_train_round_trip(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(pretrained, "ASSET_DIR", tmp_path / "nothing-shipped")
+    cache = tmp_path / "cache"
+    model = load_or_train("digits-small", cache=cache, overrides=TINY, progress=False)
+    assert model.folder == cache / "digits-small" and model.info["steps"] == 2
+    verify(model.folder)
+    stamp = (model.folder / SUMS_FILE).stat().st_mtime_ns
+    again = load_or_train("digits-small", cache=cache, overrides=TINY, progress=False)
+    assert (again.folder / SUMS_FILE).stat().st_mtime_ns == stamp  # found in the cache: not retrained
+
+    # The same recipe trained independently gives the weights that were exported (rounded to float16).
+    trainer = Trainer(recipe_config("digits-small", tmp_path / "run", TINY))
+    trainer.fit()
+    raw = trainer.net.state_dict()
+    for variant in model.variants:
+        expected = raw if variant == "model" else {**raw, **trainer.ema.state_dict()[variant]}
+        loaded = again.state_dict(variant)
+        assert loaded.keys() == expected.keys()
+        for key, tensor in expected.items():
+            torch.testing.assert_close(loaded[key], tensor.to(STORAGE_DTYPE).float(), rtol=0, atol=0)
+
+    # Loaded networks sample, and the training-checkpoint view gives the same networks to jitlib's tools.
+    labels = class_labels(10, 4)
+    images = generate(again.generator(), labels, steps=2)
+    assert images.shape == (4, 1, 32, 32) and torch.isfinite(images).all()
+    path = again.to_checkpoint(tmp_path / "as-checkpoint.pt")
+    for variant in again.variants:
+        from_checkpoint = load_generator(path, variant).net.state_dict()
+        for key, tensor in again.net(variant).state_dict().items():
+            torch.testing.assert_close(from_checkpoint[key], tensor, rtol=0, atol=0)
