@@ -1,0 +1,321 @@
+"""Regenerate jitlib/assets/patch_grid.json: chapter 5's grid, the paper's Tab. 2 in miniature on 32×32 digits.
+
+A 4-block, 128-wide JiT (``JiT-tiny/p``) is trained on scikit-learn's digits (1 channel, upsampled to 32×32) for every
+row × column of the grid, all with the v-loss (the paper's Tab. 2, bottom row):
+
+    rows     patch 8   (16 tokens of 64 numbers: narrower than the width),
+             patch 16  (4 tokens of 256), patch 32 (1 token of 1,024) — plain linear patch embedding, as in Tab. 2,
+             patch 32 + bottleneck embedding d′ = 32 (1,024 → 32 → 128, the paper's §4.2 at tiny scale)
+    columns  x-, ε-, v-prediction
+
+Every cell uses the same recipe (the ``tiny-digits`` preset with the overrides below) and is scored with the offline
+proxy metric of :mod:`jitlib.metrics`: Fréchet distance in the proxy classifier's features and the classifier's
+accuracy on class-conditional samples. The file keeps, per cell, the metrics, the loss curve and a few samples as
+uint8 lists; chapter 5 loads it. About 1–4 CPU-minutes per cell (patch 8 costs most); the whole grid about 15 CPU-minutes.
+Usage:
+
+    python scripts/patch_grid.py [--workers 2] [--out jitlib/assets/patch_grid.json] [--resume]
+
+``--workers N`` trains N cells at once, one torch thread each (faster than N threads in one process for networks this
+small). ``--resume`` keeps the cells of an existing file made with the same recipe and runs only the missing ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jitlib.config import Config, DataConfig, load_config
+from jitlib.data import digits, unit_to_uint8
+from jitlib.generate import class_labels, generate, load_generator
+from jitlib.metrics import ProxyClassifier, proxy_classifier
+from jitlib.targets import TARGETS
+from jitlib.train import Trainer
+
+FORMAT = "jitlib-patch-grid/1"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "jitlib" / "assets" / "patch_grid.json"
+PRESET = "tiny-digits"
+# Rows of the grid: (name, patch size, bottleneck d′ or None for the plain linear embedding of the paper's Tab. 2).
+ROWS: tuple[tuple[str, int, int | None], ...] = (
+    ("patch 8", 8, None),
+    ("patch 16", 16, None),
+    ("patch 32", 32, None),
+    ("patch 32, bottleneck 32", 32, 32),
+)
+# The recipe every cell shares (everything else is the preset's: lr 1e-3 cosine, batch 64, logit-normal t, CFG 2).
+RECIPE: dict[str, Any] = {
+    "preset": PRESET,
+    "train_steps": 400,
+    # Sample with the raw weights: the cosine schedule has already brought the learning rate down to 1e-4, while
+    # the preset's EMAs (0.99–0.999) would still carry 2–67 % of the random initial weights after 400 steps.
+    "ema": "model",
+    "sample_steps": 25,  # Heun, 49 network evaluations (with CFG: of a double batch)
+    "num_images": 200,  # class-conditional samples scored per cell (classes cycling 0–9)
+    "num_stored": 10,  # of which the first ones are stored for the page (one per class)
+    "loss_window": 50,  # the stored loss curve averages this many steps per point
+    "seed": 0,
+}
+# What chapter 5 claims from the grid (tests/test_patch_grid.py checks the stored file against it): at the large patch
+# x-prediction beats ε and v on both FD and accuracy; at the small patch every target's FD is within a factor
+# ``small_fd_factor`` of the best and its accuracy within ``small_accuracy_points`` of the best. Fixed before the run.
+CLAIMS: dict[str, Any] = {
+    "large_row": "patch 32",
+    "small_row": "patch 8",
+    "small_fd_factor": 2.0,
+    "small_accuracy_points": 0.10,
+}
+CELL_KEYS = frozenset(
+    {
+        "row",
+        "patch_size",
+        "bottleneck_dim",
+        "pred",
+        "overrides",
+        "fd",
+        "accuracy",
+        "final_loss",
+        "loss_curve",
+        "train_seconds",
+        "sample_labels",
+        "samples",
+    }
+)
+GRID_KEYS = frozenset(
+    {"format", "recipe", "claims", "data", "proxy", "rows", "targets", "cells", "wall_seconds", "machine"}
+)
+
+
+def cell_overrides(
+    patch_size: int, pred: str, bottleneck_dim: int | None, steps: int, seed: int = 0
+) -> list[str]:
+    """The ``section.key=value`` overrides of the preset that define one cell (the page rebuilds its config from them)."""
+    if pred not in TARGETS:
+        raise ValueError(f"pred={pred!r} is not a prediction target; valid: {', '.join(TARGETS)}")
+    if patch_size not in (2, 4, 8, 16, 32):
+        raise ValueError(f"patch_size={patch_size} has no JiT-tiny preset; valid: 2, 4, 8, 16, 32")
+    bottleneck = "null" if bottleneck_dim is None else int(bottleneck_dim)
+    return [
+        f"model.name=JiT-tiny/{patch_size}",
+        f"model.arch={{bottleneck_dim: {bottleneck}}}",
+        f"diffusion.pred={pred}",
+        "diffusion.loss=v",
+        f"train.steps={steps}",
+        f"train.seed={seed}",
+    ]
+
+
+def quiet_config(overrides: list[str], output_dir: str | Path) -> Config:
+    """The preset with ``overrides``, writing into ``output_dir``, without progress bar or intermediate checkpoints."""
+    return load_config(
+        PRESET,
+        [
+            *overrides,
+            f"train.output_dir={output_dir}",
+            "train.progress=false",
+            "train.ckpt_every=1000000",
+            "train.log_every=1000000",
+        ],
+    )
+
+
+def window_means(values: list[float], window: int) -> list[float]:
+    """Means of consecutive windows of ``window`` values (the last one may be shorter), rounded to 5 digits."""
+    return [round(float(np.mean(values[i : i + window])), 5) for i in range(0, len(values), window)]
+
+
+def run_cell(
+    patch_size: int,
+    pred: str,
+    bottleneck_dim: int | None = None,
+    *,
+    classifier: ProxyClassifier,
+    steps: int = RECIPE["train_steps"],
+    num_images: int = RECIPE["num_images"],
+    num_stored: int = RECIPE["num_stored"],
+    sample_steps: int = RECIPE["sample_steps"],
+    ema: str = RECIPE["ema"],
+    seed: int = RECIPE["seed"],
+    loss_window: int = RECIPE["loss_window"],
+    row: str = "",
+) -> dict[str, Any]:
+    """Train one cell (Trainer.fit), sample ``num_images`` class-cycled digits, score them with the proxy metric.
+
+    FD = Fréchet distance of the samples' proxy features to the real digits'; accuracy = share of samples the
+    proxy classifier assigns to the class they were generated for. Deterministic for fixed arguments and threads.
+    """
+    overrides = cell_overrides(patch_size, pred, bottleneck_dim, steps, seed)
+    with tempfile.TemporaryDirectory(prefix="patch-grid-") as out:
+        trainer = Trainer(quiet_config(overrides, out))
+        result = trainer.fit()
+        generator = load_generator(result.checkpoint, ema=ema)
+    labels = class_labels(generator.num_classes, num_images)
+    images = generate(generator, labels, seed=seed, steps=sample_steps)
+    score = classifier.score(images, labels)
+    stored = unit_to_uint8(images[:num_stored, 0])  # (n, 32, 32): digits have one channel
+    return {
+        "row": row,
+        "patch_size": patch_size,
+        "bottleneck_dim": bottleneck_dim,
+        "pred": pred,
+        "overrides": overrides,
+        "fd": round(score.fd, 4),
+        "accuracy": round(float(score.accuracy), 4),
+        "final_loss": window_means(result.losses[-loss_window:], loss_window)[0],
+        "loss_curve": window_means(result.losses, loss_window),
+        "train_seconds": round(result.elapsed, 1),
+        "sample_labels": labels[:num_stored].tolist(),
+        "samples": stored.tolist(),
+    }
+
+
+def real_floor(classifier: ProxyClassifier, num_images: int, seed: int = 0) -> dict[str, float]:
+    """FD and accuracy of ``num_images`` real digits drawn without replacement: what a perfect generator scores at this N.
+
+    (They come from the classifier's training images, so the floor is slightly optimistic; the classifier's own
+    held-out floor is stored beside it.)
+    """
+    data = digits(32)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_images]
+    score = classifier.score(data.images[order], data.labels[order])
+    return {"fd": round(score.fd, 4), "accuracy": round(float(score.accuracy), 4)}
+
+
+def digits_classifier() -> ProxyClassifier:
+    """The proxy classifier of 32×32 digits (trained once, then loaded from jitlib's cache)."""
+    return proxy_classifier(DataConfig(name="digits", image_size=32))
+
+
+def _worker(args: tuple[str, int, int | None, str]) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    row, patch_size, bottleneck_dim, pred = args
+    return run_cell(patch_size, pred, bottleneck_dim, classifier=digits_classifier(), row=row)
+
+
+def validate_grid(grid: dict[str, Any]) -> None:
+    """Raise ValueError unless ``grid`` has the layout this script writes now: format, recipe, every row × target once."""
+    if grid.get("format") != FORMAT:
+        raise ValueError(f"grid format {grid.get('format')!r} is not {FORMAT!r}; rerun scripts/patch_grid.py")
+    if set(grid) != GRID_KEYS:
+        raise ValueError(f"grid keys {sorted(grid)} differ from {sorted(GRID_KEYS)}")
+    if grid["recipe"] != RECIPE:
+        raise ValueError(f"grid recipe {grid['recipe']} differs from the script's {RECIPE}; rerun it")
+    if grid["claims"] != CLAIMS:
+        raise ValueError(f"grid claims {grid['claims']} differ from the script's {CLAIMS}; rerun it")
+    if [tuple(r.values())[:3] for r in grid["rows"]] != [tuple(r) for r in ROWS] or grid["targets"] != list(
+        TARGETS
+    ):
+        raise ValueError("grid rows/targets differ from the script's ROWS/TARGETS; rerun it")
+    seen = []
+    for cell in grid["cells"]:
+        if set(cell) != CELL_KEYS:
+            raise ValueError(f"cell keys {sorted(cell)} differ from {sorted(CELL_KEYS)}")
+        want = cell_overrides(
+            cell["patch_size"], cell["pred"], cell["bottleneck_dim"], RECIPE["train_steps"], RECIPE["seed"]
+        )
+        if cell["overrides"] != want:
+            raise ValueError(
+                f"cell {cell['row']} / {cell['pred']}: overrides {cell['overrides']} are not {want}"
+            )
+        n = RECIPE["num_stored"]
+        shape = np.asarray(cell["samples"]).shape
+        if shape != (n, 32, 32) or len(cell["sample_labels"]) != n:
+            raise ValueError(
+                f"cell {cell['row']} / {cell['pred']}: samples of shape {shape}, expected {(n, 32, 32)}"
+            )
+        if not all(math.isfinite(cell[k]) for k in ("fd", "accuracy", "final_loss")):
+            raise ValueError(f"cell {cell['row']} / {cell['pred']} has a non-finite metric")
+        seen.append((cell["row"], cell["pred"]))
+    expected = [(name, pred) for name, _, _ in ROWS for pred in TARGETS]
+    if sorted(seen) != sorted(expected):
+        raise ValueError(f"grid cells {seen} are not exactly {expected}")
+
+
+def row_info(name: str, patch_size: int, bottleneck_dim: int | None, image_size: int = 32) -> dict[str, Any]:
+    """A row's description: tokens per image and numbers per token (the patch dimension p²·C, C = 1 for digits)."""
+    return {
+        "name": name,
+        "patch_size": patch_size,
+        "bottleneck_dim": bottleneck_dim,
+        "tokens": (image_size // patch_size) ** 2,
+        "patch_dim": patch_size * patch_size,
+    }
+
+
+def save(grid: dict[str, Any], path: Path) -> None:
+    """Write the grid as compact JSON (one cell per line, so diffs stay readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = {k: v for k, v in grid.items() if k != "cells"}
+    body = ",\n".join(json.dumps(cell, separators=(",", ":")) for cell in grid["cells"])
+    text = json.dumps(head, indent=1)[:-2] + ',\n "cells": [\n' + body + "\n ]\n}\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    """Run every missing cell (in ``--workers`` processes) and rewrite the JSON after each one."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2, help="cells trained at once, one torch thread each")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--resume", action="store_true", help="keep finished cells of --out if its recipe matches"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    classifier = digits_classifier()  # trains and caches it once, before the workers load it
+    cells: list[dict[str, Any]] = []
+    if args.resume and args.out.exists():
+        old = json.loads(args.out.read_text())
+        if old.get("format") == FORMAT and old.get("recipe") == RECIPE:
+            cells = old["cells"]
+    done = {(c["row"], c["pred"]) for c in cells}
+    todo = [(name, p, b, pred) for name, p, b in ROWS for pred in TARGETS if (name, pred) not in done]
+    grid = {
+        "format": FORMAT,
+        "recipe": RECIPE,
+        "claims": CLAIMS,
+        "data": {"name": "digits", "image_size": 32, "channels": 1, "num_images": len(digits(32))},
+        "proxy": {
+            "real_fd": round(classifier.real_fd, 4),
+            "real_accuracy": round(classifier.real_accuracy, 4),
+            "real_at_n": real_floor(classifier, RECIPE["num_images"], RECIPE["seed"]),
+        },
+        "rows": [row_info(*row) for row in ROWS],
+        "targets": list(TARGETS),
+        "cells": cells,
+        "wall_seconds": 0,
+        "machine": f"{platform.machine()}, torch {torch.__version__}, {args.workers} worker(s) × 1 thread",
+    }
+    order = {(name, pred): i for i, (name, pred) in enumerate((r[0], t) for r in ROWS for t in TARGETS)}
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = [pool.submit(_worker, task) for task in todo]
+        for future in as_completed(futures):
+            try:
+                cell = future.result()
+            except Exception as err:  # e.g. a diverged run: keep the others, report it; --resume retries it
+                print(f"a cell failed: {type(err).__name__}: {err}", flush=True)
+                continue
+            cells.append(cell)
+            cells.sort(key=lambda c: order[c["row"], c["pred"]])
+            grid["wall_seconds"] = round(time.perf_counter() - start)
+            save(grid, args.out)
+            print(
+                f"{cell['row']:>24} {cell['pred']:>3}: FD {cell['fd']:8.3f}  accuracy {cell['accuracy']:6.1%}  "
+                f"loss {cell['final_loss']:.4f}  ({cell['train_seconds']:.0f} s training; {grid['wall_seconds']} s total)",
+                flush=True,
+            )
+    validate_grid(grid)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e3:.0f} kB) in {grid['wall_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
