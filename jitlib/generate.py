@@ -135,7 +135,7 @@ def class_labels(num_classes: int, num: int | None = None, labels: Sequence[int]
 
 
 def sample_noise(num: int, shape: tuple[int, ...], seed: int, start: int = 0) -> Tensor:
-    """Standard normal noise (num, *shape) where row i comes from a generator seeded by (seed, start + i)."""
+    """Standard normal noise ``(num, *shape)`` where row i comes from a generator seeded by (seed, start + i)."""
     gen = torch.Generator()
     rows = []
     for i in range(start, start + num):
@@ -207,7 +207,7 @@ def image_grid(images: Tensor, nrow: int | None = None) -> np.ndarray:
 
 
 def save_grid(images: Tensor, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
-    """Write a PNG grid of ``images`` (upscaled ``scale``× with nearest neighbours, for tiny images)."""
+    """Write a PNG grid of ``images`` (upscaled ``scale`` times with nearest neighbours, for tiny images)."""
     picture = Image.fromarray(image_grid(images, nrow))
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)

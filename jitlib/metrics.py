@@ -2,9 +2,11 @@
 
 **Proxy metric** (no download, seconds on a CPU): a small CNN classifier is trained on the real data set
 (deterministically, cached to a file). Generated images are scored by
-  - the Fréchet distance between Gaussians fitted to the classifier's penultimate features of generated and of real
-    training images, FD = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) — FID's formula with a small domain-specific network;
-  - the classifier's accuracy on class-conditional samples (does a "3" look like a 3?).
+
+- the Fréchet distance between Gaussians fitted to the classifier's penultimate features of generated and of real
+  training images, FD = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) — FID's formula with a small domain-specific network;
+- the classifier's accuracy on class-conditional samples (does a "3" look like a 3?).
+
 Both come with what real images score: the FD of as many real images (FD is biased upwards for small samples), and
 the classifier's accuracy on held-out real images.
 
@@ -430,8 +432,10 @@ def sweep(
         )
     if metric == "fid":
         require_torch_fidelity()
-    if not cfgs or not emas or num_images < 2:
-        raise ValueError("give at least one CFG scale, one EMA and 2 or more images")
+    if not cfgs or not emas or num_images < 2 or batch_size < 1:
+        raise ValueError(
+            "give at least one CFG scale, one EMA, --num of 2 or more and a positive --batch-size"
+        )
     classifier = None
     if metric == "proxy" or "all" in emas:
         state = load_checkpoint(
@@ -461,7 +465,7 @@ def sweep(
 
 
 def format_table(rows: list[dict[str, float | str]]) -> str:
-    """Rows of equal keys as an aligned text table, the best row (lowest fd/fid) marked with *."""
+    """Rows of equal keys as an aligned text table, the best row (lowest fd/fid) marked with ``*``."""
     if not rows:
         return ""
     keys = list(rows[0])
@@ -538,12 +542,21 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     s.add_argument("--cfg", type=float, nargs="+", default=[1.0], help="CFG scales to try")
     s.add_argument("--ema", nargs="+", default=["all"], help="EMA decays to try, 'all', or 'model'")
     s.add_argument("--num", type=int, default=1000, help="images per (EMA, CFG) pair, classes cycling")
-    s.add_argument("--metric", choices=("proxy", "fid"), default="proxy")
+    s.add_argument(
+        "--metric",
+        choices=("proxy", "fid"),
+        default="proxy",
+        help="proxy: offline classifier FD + class accuracy (digits, shapes, cifar10); fid: FID + IS",
+    )
     s.add_argument("--ref-stats", help="reference .npz for --metric fid")
     s.add_argument("--steps", type=int, help="sampler steps (default: the recipe's)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch-size", type=int, default=100)
-    s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    s.add_argument(
+        "--seed", type=int, default=0, help="noise seed, shared by every pair so only the pair differs"
+    )
+    s.add_argument("--batch-size", type=int, default=100, help="images generated at once")
+    s.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:1, …"
+    )
     s.add_argument(
         "--cache", help="folder of cached proxy classifiers (default $JITLIB_CACHE or ~/.cache/jitlib)"
     )

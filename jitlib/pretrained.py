@@ -49,7 +49,6 @@ class Recipe:
 
     config: dict[str, Any]
     keep: tuple[str, ...]  # "model" and/or EMA decay keys, e.g. ("model", "0.995", "0.998")
-    description: str
 
 
 RECIPES: dict[str, Recipe] = {
@@ -96,7 +95,6 @@ RECIPES: dict[str, Recipe] = {
             "sample": {"method": "heun", "steps": 50, "cfg": 2.0, "cfg_interval": [0.1, 1.0]},
         },
         keep=(RAW, "0.995", "0.998"),
-        description="JiT-tiny/8 (hidden 96) on scikit-learn's digits at 32×32, x-prediction + v-loss, 10 classes",
     ),
 }
 

@@ -20,6 +20,7 @@ Python API (used by the book's notebooks)::
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -59,6 +60,7 @@ from jitlib.config import (
 from jitlib.data import DataError, ResumableSampler, build_dataset, make_loader, random_flip
 from jitlib.denoiser import Denoiser
 from jitlib.ema import EMA
+from jitlib.generate import Generator
 from jitlib.interpolation import sample_t
 from jitlib.model import JiT, JiTConfig
 from jitlib.precision import resolve_precision
@@ -164,7 +166,7 @@ def draw_noise(
     diffusion: DiffusionConfig,
     device: torch.device,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per-sample t (B,), ε (B, *shape) ~ N(0, s²I), label-drop mask (B,), flip mask (B,) — each from its own seed."""
+    """Per-sample t (B,), ε ``(B, *shape)`` ~ N(0, s²I), label-drop mask (B,), flip mask (B,) — each from its own seed."""
     gen = torch.Generator(device=device)
     ts, eps, uniforms = [], [], []
     for position in positions:
@@ -280,7 +282,12 @@ class Trainer:
             "optimizer": dist.optimizer_state(self.net, self.optimizer),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
-            "data": {"num_images": len(self.dataset), "steps_per_epoch": self.steps_per_epoch},
+            "data": {  # where the next batch comes from: epoch (sampler shuffle) and batch within it
+                "num_images": len(self.dataset),
+                "steps_per_epoch": self.steps_per_epoch,
+                "epoch": self.step // self.steps_per_epoch,
+                "batch_in_epoch": self.step % self.steps_per_epoch,
+            },
             "rng": dist.all_gather(rng),
             "world_size": self.dist.world_size,
         }
@@ -313,6 +320,21 @@ class Trainer:
             torch.set_rng_state(rng["torch"])
             if "cuda" in rng and self.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def generator(self, ema: float | str | None = None) -> Generator:
+        """A copy of the network with the current raw weights (``"model"``) or an EMA, ready for :func:`~jitlib.generate.generate`.
+
+        ``ema=None`` takes the recipe's ``sample.ema``, else the slowest decay (as :func:`~jitlib.generate.load_generator`).
+        """
+        net = copy.deepcopy(self.net).eval()
+        if ema != "model":
+            ema = ema if ema is not None else self.config.sample.ema or max(self.config.train.ema_decays)
+            self.ema.copy_to(net, ema)
+        d = self.config.diffusion
+        chosen = "raw weights" if ema == "model" else f"EMA {ema}"
+        return Generator(
+            net, d.noise_scale, d.pred, d.t_eps, self.config.sample, f"{chosen} at step {self.step}"
+        )
 
     # -- logging ----------------------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ import torch
 from jitlib.config import Config, DataConfig, load_config
 from jitlib.data import digits, unit_to_uint8
 from jitlib.generate import class_labels, generate, load_generator
-from jitlib.metrics import ProxyClassifier, proxy_classifier
+from jitlib.metrics import PROXY_VERSION, ProxyClassifier, proxy_classifier
 from jitlib.targets import TARGETS
 from jitlib.train import Trainer
 
@@ -74,6 +74,10 @@ CLAIMS: dict[str, Any] = {
     "small_fd_factor": 2.0,
     "small_accuracy_points": 0.10,
 }
+# Longer runs of single cells, to tell "still learning" from "cannot learn": the same recipe with more steps.
+LONGER_RUNS: tuple[tuple[str, str, int], ...] = tuple(
+    (row, pred, 1200) for row in ("patch 8", "patch 32") for pred in ("eps", "v")
+)
 CELL_KEYS = frozenset(
     {
         "row",
@@ -91,7 +95,19 @@ CELL_KEYS = frozenset(
     }
 )
 GRID_KEYS = frozenset(
-    {"format", "recipe", "claims", "data", "proxy", "rows", "targets", "cells", "wall_seconds", "machine"}
+    {
+        "format",
+        "recipe",
+        "claims",
+        "data",
+        "proxy",
+        "rows",
+        "targets",
+        "cells",
+        "longer",
+        "wall_seconds",
+        "machine",
+    }
 )
 
 
@@ -147,11 +163,13 @@ def run_cell(
     seed: int = RECIPE["seed"],
     loss_window: int = RECIPE["loss_window"],
     row: str = "",
+    keep: Path | None = None,
 ) -> dict[str, Any]:
     """Train one cell (Trainer.fit), sample ``num_images`` class-cycled digits, score them with the proxy metric.
 
     FD = Fréchet distance of the samples' proxy features to the real digits'; accuracy = share of samples the
     proxy classifier assigns to the class they were generated for. Deterministic for fixed arguments and threads.
+    ``keep``: also save all samples and labels there (torch.save), so that ``--rescore`` can score them again.
     """
     overrides = cell_overrides(patch_size, pred, bottleneck_dim, steps, seed)
     with tempfile.TemporaryDirectory(prefix="patch-grid-") as out:
@@ -160,6 +178,8 @@ def run_cell(
         generator = load_generator(result.checkpoint, ema=ema)
     labels = class_labels(generator.num_classes, num_images)
     images = generate(generator, labels, seed=seed, steps=sample_steps)
+    if keep is not None:
+        torch.save({"images": images, "labels": labels}, keep)
     score = classifier.score(images, labels)
     stored = unit_to_uint8(images[:num_stored, 0])  # (n, 32, 32): digits have one channel
     return {
@@ -178,27 +198,46 @@ def run_cell(
     }
 
 
-def real_floor(classifier: ProxyClassifier, num_images: int, seed: int = 0) -> dict[str, float]:
-    """FD and accuracy of ``num_images`` real digits drawn without replacement: what a perfect generator scores at this N.
-
-    (They come from the classifier's training images, so the floor is slightly optimistic; the classifier's own
-    held-out floor is stored beside it.)
-    """
-    data = digits(32)
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_images]
-    score = classifier.score(data.images[order], data.labels[order])
-    return {"fd": round(score.fd, 4), "accuracy": round(float(score.accuracy), 4)}
-
-
 def digits_classifier() -> ProxyClassifier:
     """The proxy classifier of 32×32 digits (trained once, then loaded from jitlib's cache)."""
     return proxy_classifier(DataConfig(name="digits", image_size=32))
 
 
-def _worker(args: tuple[str, int, int | None, str]) -> dict[str, Any]:
+def keep_path(folder: Path, row: str, pred: str, steps: int) -> Path:
+    """Where ``--keep`` saves a cell's samples: ``folder/patch-32-bottleneck-32_x_400.pt``."""
+    return folder / f"{row.replace(', ', '-').replace(' ', '-')}_{pred}_{steps}.pt"
+
+
+def _worker(args: tuple[str, int, int | None, str, int, Path | None]) -> dict[str, Any]:
     torch.set_num_threads(1)
-    row, patch_size, bottleneck_dim, pred = args
-    return run_cell(patch_size, pred, bottleneck_dim, classifier=digits_classifier(), row=row)
+    row, patch_size, bottleneck_dim, pred, steps, keep = args
+    return run_cell(
+        patch_size,
+        pred,
+        bottleneck_dim,
+        classifier=digits_classifier(),
+        row=row,
+        steps=steps,
+        keep=None if keep is None else keep_path(keep, row, pred, steps),
+    )
+
+
+def _check_cell(cell: dict[str, Any], steps: int) -> None:
+    """Raise ValueError unless ``cell`` is what run_cell writes now for ``steps`` training steps."""
+    name = f"cell {cell.get('row')} / {cell.get('pred')}"
+    if set(cell) != CELL_KEYS:
+        raise ValueError(f"{name}: keys {sorted(cell)} differ from {sorted(CELL_KEYS)}")
+    want = cell_overrides(cell["patch_size"], cell["pred"], cell["bottleneck_dim"], steps, RECIPE["seed"])
+    if cell["overrides"] != want:
+        raise ValueError(f"{name}: overrides {cell['overrides']} are not {want}")
+    n = RECIPE["num_stored"]
+    shape = np.asarray(cell["samples"]).shape
+    if shape != (n, 32, 32) or len(cell["sample_labels"]) != n:
+        raise ValueError(f"{name}: samples of shape {shape}, expected {(n, 32, 32)}")
+    if len(cell["loss_curve"]) != math.ceil(steps / RECIPE["loss_window"]):
+        raise ValueError(f"{name}: {len(cell['loss_curve'])} loss points for {steps} steps")
+    if not all(math.isfinite(cell[k]) for k in ("fd", "accuracy", "final_loss")):
+        raise ValueError(f"{name} has a non-finite metric")
 
 
 def validate_grid(grid: dict[str, Any]) -> None:
@@ -209,35 +248,27 @@ def validate_grid(grid: dict[str, Any]) -> None:
         raise ValueError(f"grid keys {sorted(grid)} differ from {sorted(GRID_KEYS)}")
     if grid["recipe"] != RECIPE:
         raise ValueError(f"grid recipe {grid['recipe']} differs from the script's {RECIPE}; rerun it")
+    if grid["proxy"]["version"] != PROXY_VERSION:
+        raise ValueError(
+            f"grid scored with proxy classifier v{grid['proxy']['version']}, jitlib's is v{PROXY_VERSION}; rerun it"
+        )
     if grid["claims"] != CLAIMS:
         raise ValueError(f"grid claims {grid['claims']} differ from the script's {CLAIMS}; rerun it")
     if [tuple(r.values())[:3] for r in grid["rows"]] != [tuple(r) for r in ROWS] or grid["targets"] != list(
         TARGETS
     ):
         raise ValueError("grid rows/targets differ from the script's ROWS/TARGETS; rerun it")
-    seen = []
     for cell in grid["cells"]:
-        if set(cell) != CELL_KEYS:
-            raise ValueError(f"cell keys {sorted(cell)} differ from {sorted(CELL_KEYS)}")
-        want = cell_overrides(
-            cell["patch_size"], cell["pred"], cell["bottleneck_dim"], RECIPE["train_steps"], RECIPE["seed"]
-        )
-        if cell["overrides"] != want:
-            raise ValueError(
-                f"cell {cell['row']} / {cell['pred']}: overrides {cell['overrides']} are not {want}"
-            )
-        n = RECIPE["num_stored"]
-        shape = np.asarray(cell["samples"]).shape
-        if shape != (n, 32, 32) or len(cell["sample_labels"]) != n:
-            raise ValueError(
-                f"cell {cell['row']} / {cell['pred']}: samples of shape {shape}, expected {(n, 32, 32)}"
-            )
-        if not all(math.isfinite(cell[k]) for k in ("fd", "accuracy", "final_loss")):
-            raise ValueError(f"cell {cell['row']} / {cell['pred']} has a non-finite metric")
-        seen.append((cell["row"], cell["pred"]))
+        _check_cell(cell, RECIPE["train_steps"])
+    seen = [(c["row"], c["pred"]) for c in grid["cells"]]
     expected = [(name, pred) for name, _, _ in ROWS for pred in TARGETS]
     if sorted(seen) != sorted(expected):
         raise ValueError(f"grid cells {seen} are not exactly {expected}")
+    longer = [(c["row"], c["pred"], len(c["loss_curve"]) * RECIPE["loss_window"]) for c in grid["longer"]]
+    if longer != list(LONGER_RUNS):
+        raise ValueError(f"longer runs {longer} are not the script's LONGER_RUNS {list(LONGER_RUNS)}")
+    for cell, (_, _, steps) in zip(grid["longer"], LONGER_RUNS, strict=True):
+        _check_cell(cell, steps)
 
 
 def row_info(name: str, patch_size: int, bottleneck_dim: int | None, image_size: int = 32) -> dict[str, Any]:
@@ -254,10 +285,24 @@ def row_info(name: str, patch_size: int, bottleneck_dim: int | None, image_size:
 def save(grid: dict[str, Any], path: Path) -> None:
     """Write the grid as compact JSON (one cell per line, so diffs stay readable)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    head = {k: v for k, v in grid.items() if k != "cells"}
-    body = ",\n".join(json.dumps(cell, separators=(",", ":")) for cell in grid["cells"])
-    text = json.dumps(head, indent=1)[:-2] + ',\n "cells": [\n' + body + "\n ]\n}\n"
-    path.write_text(text)
+    head = json.dumps({k: v for k, v in grid.items() if k not in ("cells", "longer")}, indent=1)[:-2]
+    for key in ("cells", "longer"):
+        body = ",\n".join(json.dumps(cell, separators=(",", ":")) for cell in grid[key])
+        head += f',\n "{key}": [\n' + body + "\n ]"
+    path.write_text(head + "\n}\n")
+
+
+def cell_steps(cell: dict[str, Any]) -> int:
+    """The number of training steps a cell was run for (read from its overrides)."""
+    return int(next(o for o in cell["overrides"] if o.startswith("train.steps=")).split("=")[1])
+
+
+def rescore(grid: dict[str, Any], keep: Path, classifier: ProxyClassifier) -> None:
+    """Score every cell's kept samples again with ``classifier`` (after a change of the proxy metric): no retraining."""
+    for cell in grid["cells"] + grid["longer"]:
+        kept = torch.load(keep_path(keep, cell["row"], cell["pred"], cell_steps(cell)), weights_only=True)
+        score = classifier.score(kept["images"], kept["labels"])
+        cell["fd"], cell["accuracy"] = round(score.fd, 4), round(float(score.accuracy), 4)
 
 
 def main() -> None:
@@ -268,34 +313,66 @@ def main() -> None:
     parser.add_argument(
         "--resume", action="store_true", help="keep finished cells of --out if its recipe matches"
     )
+    parser.add_argument("--keep", type=Path, help="folder to save every cell's samples in (for --rescore)")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="only re-score the samples saved in --keep with today's classifier",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
     classifier = digits_classifier()  # trains and caches it once, before the workers load it
+    proxy = {
+        "version": PROXY_VERSION,
+        # What real digits score: FD of num_images of them (the floor at this N), accuracy on held-out ones.
+        "real_fd": round(classifier.real_fd(RECIPE["num_images"], RECIPE["seed"]), 4),
+        "real_accuracy": round(classifier.real_accuracy, 4),
+    }
+    if args.rescore:
+        if args.keep is None:
+            raise SystemExit("--rescore needs --keep FOLDER, where a run with --keep saved the samples")
+        grid = json.loads(args.out.read_text())
+        rescore(grid, args.keep, classifier)
+        grid["proxy"] = proxy
+        validate_grid(grid)
+        save(grid, args.out)
+        print(f"re-scored {args.out} with proxy classifier v{PROXY_VERSION}")
+        return
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
     cells: list[dict[str, Any]] = []
+    longer: list[dict[str, Any]] = []
+    previous_seconds = 0
     if args.resume and args.out.exists():
         old = json.loads(args.out.read_text())
-        if old.get("format") == FORMAT and old.get("recipe") == RECIPE:
-            cells = old["cells"]
-    done = {(c["row"], c["pred"]) for c in cells}
-    todo = [(name, p, b, pred) for name, p, b in ROWS for pred in TARGETS if (name, pred) not in done]
+        if old.get("format") == FORMAT and old.get("recipe") == RECIPE and old["proxy"] == proxy:
+            cells, longer = old["cells"], old.get("longer", [])
+            previous_seconds = old["wall_seconds"]
+    rows = {name: (p, b) for name, p, b in ROWS}
+    done = {(c["row"], c["pred"], cell_steps(c)) for c in cells + longer}
+    wanted = [(name, pred, RECIPE["train_steps"]) for name, _, _ in ROWS for pred in TARGETS] + list(
+        LONGER_RUNS
+    )
+    todo = [
+        (name, *rows[name], pred, steps, args.keep)
+        for name, pred, steps in wanted
+        if (name, pred, steps) not in done
+    ]
     grid = {
         "format": FORMAT,
         "recipe": RECIPE,
         "claims": CLAIMS,
         "data": {"name": "digits", "image_size": 32, "channels": 1, "num_images": len(digits(32))},
-        "proxy": {
-            "real_fd": round(classifier.real_fd, 4),
-            "real_accuracy": round(classifier.real_accuracy, 4),
-            "real_at_n": real_floor(classifier, RECIPE["num_images"], RECIPE["seed"]),
-        },
+        "proxy": proxy,
         "rows": [row_info(*row) for row in ROWS],
         "targets": list(TARGETS),
         "cells": cells,
-        "wall_seconds": 0,
+        "longer": longer,
+        "wall_seconds": previous_seconds,
         "machine": f"{platform.machine()}, torch {torch.__version__}, {args.workers} worker(s) × 1 thread",
     }
-    order = {(name, pred): i for i, (name, pred) in enumerate((r[0], t) for r in ROWS for t in TARGETS)}
+    order = {key: i for i, key in enumerate(wanted)}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(_worker, task) for task in todo]
         for future in as_completed(futures):
@@ -304,13 +381,16 @@ def main() -> None:
             except Exception as err:  # e.g. a diverged run: keep the others, report it; --resume retries it
                 print(f"a cell failed: {type(err).__name__}: {err}", flush=True)
                 continue
-            cells.append(cell)
-            cells.sort(key=lambda c: order[c["row"], c["pred"]])
-            grid["wall_seconds"] = round(time.perf_counter() - start)
+            steps = cell_steps(cell)
+            (cells if steps == RECIPE["train_steps"] else longer).append(cell)
+            for group in (cells, longer):
+                group.sort(key=lambda c: order[c["row"], c["pred"], cell_steps(c)])
+            grid["wall_seconds"] = previous_seconds + round(time.perf_counter() - start)
             save(grid, args.out)
             print(
-                f"{cell['row']:>24} {cell['pred']:>3}: FD {cell['fd']:8.3f}  accuracy {cell['accuracy']:6.1%}  "
-                f"loss {cell['final_loss']:.4f}  ({cell['train_seconds']:.0f} s training; {grid['wall_seconds']} s total)",
+                f"{cell['row']:>24} {cell['pred']:>3} {steps:5d} steps: FD {cell['fd']:8.3f}  "
+                f"accuracy {cell['accuracy']:6.1%}  loss {cell['final_loss']:.4f}  "
+                f"({cell['train_seconds']:.0f} s training; {grid['wall_seconds']} s total)",
                 flush=True,
             )
     validate_grid(grid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ from jitlib.bench import (
     mfu,
     peak_flops,
     run_bench,
-    time_interleaved,
+    time_best,
+    time_calls,
     to_markdown,
     write_results,
 )
@@ -67,13 +69,16 @@ def test_unknown_devices_and_cpus_have_no_peak_so_no_mfu() -> None:
     assert mfu(494.5e12, 989e12) == pytest.approx(0.5)
 
 
-def test_time_interleaved_alternates_and_takes_medians() -> None:
+def test_timing_alternates_the_functions_and_best_is_the_minimum() -> None:
     calls: list[str] = []
-    seconds = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, CPU, 3, 1)
-    assert calls == ["a", "b"] * 4
-    assert set(seconds) == {"a", "b"} and all(s >= 0 for s in seconds.values())
+    times = time_calls({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, CPU, 3, 1)
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed rounds, always a before b
+    assert [len(v) for v in times.values()] == [3, 3] and all(t >= 0 for v in times.values() for t in v)
+    sleeps = {"short": lambda: time.sleep(0.001), "long": lambda: time.sleep(0.02)}
+    best = time_best(sleeps, CPU, 3, 0)
+    assert 0.001 <= best["short"] < best["long"]
     with pytest.raises(ValueError, match="repeats=0"):
-        time_interleaved({"a": lambda: None}, CPU, 0)
+        time_calls({"a": lambda: None}, CPU, 0)
 
 
 def test_heun_with_cfg_interval_counts() -> None:

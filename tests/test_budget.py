@@ -10,8 +10,6 @@ from jitlib import budget
 from jitlib.flops import count_params, forward_flops
 from jitlib.registry import create_model, get_config
 
-torch.set_num_threads(1)
-
 # Small networks that exercise every term of the formula: bottleneck or plain patch embedding, with and without
 # in-context tokens, dropout in the middle blocks, fp32 attention logits, one channel, no classes, odd widths.
 TINY = [

@@ -29,17 +29,9 @@ TINY = [
     "train.batch_size=8",
     "train.steps=2",
     "train.ema_decays=[0.9]",
+    "sample.ema=null",
     "train.progress=false",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine more threads only spin (and results stay reproducible)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

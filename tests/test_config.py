@@ -92,6 +92,7 @@ def test_overrides_are_typed() -> None:
         ("optim.betas=[0.9]", "length 2"),
         ("train.ema_decays=[1.5]", "in (0, 1)"),
         ("diffusion.label_drop=1.0", "diffusion.label_drop=1.0 must lie in [0, 1)"),
+        ("sample.ema=0.5", "sample.ema=0.5 is not one of train.ema_decays"),
         ("data.image_size=48", "not divisible by the patch size 32"),
         ("train", "must look like section.key=value"),
         ("train.epochs.x=1", "is a value, not a section"),

@@ -39,9 +39,8 @@ def test_digits_in_unit_range_and_in_a_64_dim_subspace() -> None:
     basis = torch.nn.functional.interpolate(torch.eye(64).view(64, 1, 8, 8), size=(32, 32), mode="bilinear")
     basis = basis.view(64, -1).double()
     assert torch.linalg.matrix_rank(basis) == 64
-    flat = (
-        d.images.view(len(d), -1).double() + 1
-    )  # shift out the −1 offset (a constant image is in the span too)
+    # Shift the −1 offset away (a constant image is in the span too); 300 digits keep the check quick.
+    flat = d.images[:300].reshape(300, -1).double() + 1
     coeffs = torch.linalg.lstsq(basis.T, flat.T).solution
     assert torch.allclose(basis.T @ coeffs, flat.T, atol=1e-9)
     assert torch.linalg.matrix_rank(flat) <= 64 < 32 * 32

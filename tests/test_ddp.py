@@ -25,6 +25,7 @@ TINY = [
     "train.batch_size=16",
     "train.steps=8",
     "train.ema_decays=[0.9]",
+    "sample.ema=null",
     "train.progress=false",
     "train.log_every=1",
     "data.flip=true",  # exercise the per-sample flip too

@@ -5,8 +5,6 @@ import torch
 
 from jitlib.exercises import ch06
 
-torch.set_num_threads(1)
-
 
 def rms_norm(x, w, eps):
     xf = x.float()

@@ -3,11 +3,8 @@
 import numpy as np
 import pytest
 import scipy.linalg
-import torch
 
 from jitlib.exercises import ch07, ch08, ch09
-
-torch.set_num_threads(1)
 
 
 def ema_update(ema, param, decay):

@@ -34,19 +34,11 @@ TINY = [
     "train.batch_size=16",
     "train.steps=4",
     "train.ema_decays=[0.5,0.9]",
+    "sample.ema=null",
     "train.progress=false",
     "optim.lr=1e-2",
     "sample.steps=3",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine more threads only spin (and results stay reproducible)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

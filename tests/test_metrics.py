@@ -18,15 +18,6 @@ from jitlib.data import digits
 from jitlib.train import Trainer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine more threads only spin (and results stay reproducible)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_spd(rng: np.random.Generator, d: int) -> np.ndarray:
     a = rng.normal(size=(d, d))
     return a @ a.T + 0.1 * np.eye(d)

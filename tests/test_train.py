@@ -16,6 +16,7 @@ import torch
 
 from jitlib.checkpoint import LAST, load_checkpoint
 from jitlib.config import DiffusionConfig, load_config
+from jitlib.generate import load_generator
 from jitlib.train import Trainer, TrainingDiverged, draw_noise, learning_rate, model_kwargs
 
 # A 1-block, 32-wide JiT on 16×16 digits (4 tokens of 8×8): a training step takes milliseconds.
@@ -29,19 +30,11 @@ TINY = [
     "model.arch.in_context_start=0",
     "train.batch_size=16",
     "train.ema_decays=[0.9,0.99]",
+    "sample.ema=null",
     "train.progress=false",
     "train.log_every=1",
     "optim.warmup_epochs=0.1",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine more threads only spin (and results stay reproducible)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_config(out: Path, *extra: str):
@@ -120,6 +113,18 @@ def test_loss_goes_down_and_logs(tmp_path: Path) -> None:
     assert len(lines) == 60 and (tmp_path / "config.yaml").exists() and any((tmp_path / "tb").iterdir())
     state = load_checkpoint(tmp_path)
     assert state["step"] == 60 and set(state["ema"]) == {"0.9", "0.99"}
+    for ema in (
+        "0.9",
+        "model",
+    ):  # the notebook path (trainer.generator) holds the same weights as the checkpoint
+        live, saved = trainer.generator(ema).net.state_dict(), load_generator(tmp_path, ema).net.state_dict()
+        assert all(torch.equal(live[k], saved[k]) for k in saved)
+    slowest, fast = (
+        trainer.generator().net.final_layer.linear.weight,
+        trainer.generator(0.9).net.final_layer.linear.weight,
+    )
+    assert torch.equal(slowest, load_generator(tmp_path, "0.99").net.final_layer.linear.weight)
+    assert not torch.equal(slowest, fast)
 
 
 @pytest.mark.parametrize(("pred", "loss"), [("eps", "x"), ("v", "eps")])
