@@ -6,9 +6,10 @@
   AdamW, EMA) in images/s with its peak memory, eager and with ``torch.compile``;
 - which scaled-dot-product-attention kernel the network runs on;
 - sampling images/s for 50-step Heun with CFG through :func:`jitlib.sampling.sample`;
-- model FLOPs utilisation MFU = achieved model FLOP/s ÷ the device's peak dense bf16 FLOP/s. Model FLOPs are
-  2 × the multiply-accumulates of :func:`jitlib.flops.forward_flops`: three forwards' worth per trained image (the
-  backward pass costs about two forwards) and one per image per network evaluation when sampling;
+- model FLOPs utilisation MFU = achieved model FLOP/s ÷ the GPU's peak dense bf16 FLOP/s (from
+  :data:`jitlib.budget.DEVICES`; n/a on a CPU). Model FLOPs are 2 × the multiply-accumulates of
+  :func:`jitlib.flops.forward_flops`: three forwards' worth per trained image (the backward pass costs about two
+  forwards) and one per image per network evaluation when sampling;
 - before/after pairs for each speed path — fused vs for-each AdamW, for-each vs per-tensor EMA, SDPA vs the official
   explicit fp32-logit attention, patch embedding as matmuls vs convolutions, one batched CFG call vs two — each pair
   timed in alternation (A B A B …) in one process, so that load from other programs hits both sides alike;
@@ -45,6 +46,7 @@ from einops import rearrange
 from PIL import Image
 from torch import Tensor, nn
 
+from jitlib.budget import DEVICES
 from jitlib.config import Config, from_dict
 from jitlib.data import ImageFolder, ResumableSampler, TensorImages, make_loader
 from jitlib.denoiser import Denoiser
@@ -56,21 +58,15 @@ from jitlib.registry import MODEL_REGISTRY, get_config
 from jitlib.sampling import sample
 from jitlib.train import Trainer
 
-# Peak dense (no 2:4 sparsity) bf16 tensor-core FLOP/s from NVIDIA's data sheets, matched against
-# torch.cuda.get_device_name in this order. T4 and V100 have no bf16: their fp16 peak is given (jitlib's
-# autocast uses fp16 there).
-PEAK_FLOPS: tuple[tuple[str, float, str], ...] = (
-    (r"H200 NVL", 835e12, "H200 NVL, bf16 dense"),
-    (r"H200", 989e12, "H200 SXM, bf16 dense"),
-    (r"H100 NVL", 835e12, "H100 NVL, bf16 dense"),
-    (r"H100 PCIe", 756e12, "H100 PCIe, bf16 dense"),
-    (r"H100", 989e12, "H100 SXM, bf16 dense"),
-    (r"A100", 312e12, "A100, bf16 dense"),
-    (r"L40S", 362e12, "L40S, bf16 dense"),
-    (r"\bL4\b", 121e12, "L4, bf16 dense"),
-    (r"\bA10\b", 125e12, "A10, bf16 dense"),
-    (r"V100", 125e12, "V100 SXM2, fp16 (no bf16)"),
-    (r"\bT4\b", 65e12, "T4, fp16 (no bf16)"),
+# torch.cuda.get_device_name patterns → the peak table of jitlib.budget (dense bf16, fp16 where bf16 is missing),
+# tried in order. Variants whose peak differs from the SXM part's are listed with None: they need --peak-tflops.
+DEVICE_PATTERNS: tuple[tuple[str, str | None], ...] = (
+    (r"H1[02]0 (PCIe|NVL)", None),
+    (r"H200", "H200"),
+    (r"H100", "H100"),
+    (r"A100", "A100"),
+    (r"\bL4\b", "L4"),
+    (r"\bT4\b", "T4"),
 )
 PARTS = ("train", "sample", "compare", "loader")
 MAX_BATCH_LIMIT = 4096
@@ -89,13 +85,16 @@ def device_name(device: torch.device) -> str:
 
 
 def peak_flops(name: str, device_type: str = "cuda") -> tuple[float | None, str]:
-    """(peak dense bf16 FLOP/s, source) for a device name from :data:`PEAK_FLOPS`; (None, reason) if unknown or a CPU."""
+    """(peak dense FLOP/s, where it comes from) for a GPU name, from :data:`jitlib.budget.DEVICES`; (None, why) otherwise."""
     if device_type != "cuda":
         return None, "no tensor-core peak for a CPU: MFU n/a"
-    for pattern, flops, source in PEAK_FLOPS:
+    for pattern, key in DEVICE_PATTERNS:
         if re.search(pattern, name):
-            return flops, source
-    return None, f"{name!r} is not in the peak table: pass --peak-tflops for an MFU"
+            if key is None:
+                break
+            device = DEVICES[key]
+            return device.peak_flops, f"{device.name}, dense {device.precision} (jitlib.budget.DEVICES)"
+    return None, f"{name!r} is not in jitlib.budget.DEVICES: pass --peak-tflops for an MFU"
 
 
 def mfu(flops_per_second: float, peak: float | None) -> float | None:
@@ -222,11 +221,17 @@ def bench_config(
     device: str,
     output_dir: str | Path,
     arch: dict[str, Any] | None = None,
+    num_classes: int | None = None,
 ) -> Config:
-    """The paper's recipe (config defaults) for ``model`` at ``resolution`` and global ``batch``, in one process."""
+    """The paper's recipe (config defaults) for ``model`` at ``resolution`` and global ``batch``, in one process.
+
+    ``num_classes=None`` takes the registry's (1000 for the paper's models, 10 for the tiny ones; 0 = unconditional).
+    """
+    if num_classes is None:
+        num_classes = get_config(model).num_classes
     return from_dict(
         {
-            "model": {"name": model, "arch": dict(arch or {})},
+            "model": {"name": model, "arch": dict(arch or {}), "num_classes": num_classes},
             "data": {"image_size": resolution, "num_workers": 0, "pin_memory": False},
             "train": {
                 "batch_size": batch,
@@ -240,9 +245,9 @@ def bench_config(
     )
 
 
-def build_trainer(config: Config, num_classes: int, batch: int) -> Trainer:
+def build_trainer(config: Config, batch: int) -> Trainer:
     """A :class:`~jitlib.train.Trainer` for ``config`` on a synthetic data set of one batch (nothing is read from disk)."""
-    dataset = synthetic_dataset(batch, 3, config.data.image_size, num_classes)
+    dataset = synthetic_dataset(batch, 3, config.data.image_size, config.model.num_classes or 1)
     return Trainer(config, dataset=dataset)
 
 
@@ -364,6 +369,17 @@ def guided_evaluations(steps: int, cfg_interval: tuple[float, float]) -> tuple[i
     return len(times), sum(lo < t <= hi for t in times)
 
 
+@contextlib.contextmanager
+def evaluation_mode(net: nn.Module) -> Iterator[nn.Module]:
+    """``net`` in eval mode (no dropout, as when sampling) for the block, then back in the mode it was in."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+
+
 def bench_sampling(
     net: nn.Module,
     batch: int,
@@ -402,9 +418,10 @@ def bench_sampling(
                 cfg_interval=cfg_interval,
             )
 
-    run()  # warm-up (and compilation)
-    images_through_net[0] = 0
-    seconds = statistics.median(time_calls({"sample": run}, device, repeats, 0)["sample"])
+    with evaluation_mode(net):
+        run()  # warm-up (and compilation)
+        images_through_net[0] = 0
+        seconds = statistics.median(time_calls({"sample": run}, device, repeats, 0)["sample"])
     forwards_per_image = images_through_net[0] / (repeats * batch)
     evaluations, _ = guided_evaluations(steps, cfg_interval)
     guided = conditional and cfg != 1.0
@@ -465,11 +482,10 @@ def two_pass_cfg(denoiser: Denoiser, z: Tensor, t: Tensor, y: Tensor, null: Tens
     return uncond.v + cfg * (cond.v - uncond.v)
 
 
-def batched_cfg(denoiser: Denoiser, z: Tensor, t: Tensor, y: Tensor, null: Tensor, cfg: float) -> Tensor:
-    """Guided velocity from one forward of the 2B batch [cond; uncond], as :func:`jitlib.sampling.sample` does."""
-    both = denoiser(torch.cat([z, z]), torch.cat([t, t]), torch.cat([y, null]))
-    v_cond, v_uncond = both.v.chunk(2)
-    return v_uncond + cfg * (v_cond - v_uncond)
+def one_guided_step(denoiser: Denoiser, z: Tensor, y: Tensor, null_label: int, cfg: float) -> Tensor:
+    """:func:`jitlib.sampling.sample` on the grid [0.5, 1]: one guided evaluation, conditional ⊕ unconditional in one
+    forward of 2B, then an Euler step z + ½·v — the library's own CFG path."""
+    return sample(denoiser, z, time_grid=[0.5, 1.0], labels=y, null_label=null_label, cfg=cfg)
 
 
 def _pair(name: str, before: str, after: str, seconds: dict[str, float]) -> dict[str, Any]:
@@ -569,7 +585,7 @@ def compare_patch_embed(trainer: Trainer, batch: int, repeats: int) -> dict[str,
 
 
 def compare_cfg(trainer: Trainer, batch: int, repeats: int, cfg_scale: float) -> dict[str, Any]:
-    """One guided evaluation of ``batch`` images: two forwards of B vs one forward of 2B (jitlib's sampler)."""
+    """One guided evaluation of ``batch`` images: two forwards of B vs the sampler's one forward of 2B."""
     net, device, precision = trainer.net, trainer.device, trainer.precision
     cfg = net.config
     gen = torch.Generator(device=device).manual_seed(0)
@@ -579,15 +595,22 @@ def compare_cfg(trainer: Trainer, batch: int, repeats: int, cfg_scale: float) ->
     y = torch.randint(0, cfg.num_classes, (batch,), generator=gen, device=device)
     null = torch.full_like(y, cfg.num_classes)
 
-    def guided(fn: Callable[..., Tensor]) -> Callable[[], None]:
+    def guided(fn: Callable[[], Tensor]) -> Callable[[], None]:
         def run() -> None:
             with torch.no_grad(), precision.autocast():
-                fn(denoiser, z, t, y, null, cfg_scale)
+                fn()
 
         return run
 
-    seconds = time_best({"before": guided(two_pass_cfg), "after": guided(batched_cfg)}, device, repeats)
-    return _pair(f"CFG evaluation (batch {batch})", "two forwards of B", "one forward of 2B", seconds)
+    variants = {
+        "before": guided(lambda: z + 0.5 * two_pass_cfg(denoiser, z, t, y, null, cfg_scale)),
+        "after": guided(lambda: one_guided_step(denoiser, z, y, cfg.num_classes, cfg_scale)),
+    }
+    with evaluation_mode(net):
+        seconds = time_best(variants, device, repeats)
+    return _pair(
+        f"CFG evaluation (batch {batch})", "two forwards of B", "one forward of 2B (sampler)", seconds
+    )
 
 
 def compare_paths(
@@ -729,7 +752,8 @@ def bench_trainer(
             result["attention_backend"] = attention_backend(lambda: trainer.net(x, t, y))
     sample_batch = options.sample_batch or batch
     if "sample" in options.parts:
-        net = torch.compile(trainer.net) if compiled else trainer.net
+        # Static shapes: sampling runs two batch sizes (B unguided, 2B guided), each gets its own specialised graph.
+        net = torch.compile(trainer.net, dynamic=False) if compiled else trainer.net
         row = bench_sampling(
             net,
             sample_batch,
@@ -765,8 +789,9 @@ def bench_model(
                 str(device),
                 Path(tmp) / f"compile-{compiled}",
                 options.arch,
+                native.num_classes,
             )
-            trainer = build_trainer(config, native.num_classes, batch or 16)
+            trainer = build_trainer(config, batch or 16)
             if batch is None:
                 batch = largest_batch(trainer)
                 result["batch_search"] = "largest multiple of 8 whose eager training step fits"
@@ -884,7 +909,7 @@ def to_markdown(results: dict[str, Any]) -> str:
                 lines += [
                     "",
                     f"Most expensive operators of one training step, {r['model']}, compile "
-                    f"{'on' if row['compile'] else 'off'}:",
+                    f"{'on' if row['compile'] else 'off'} (profiler self time, wall clock):",
                     "",
                     "| operator | ms | share | calls |",
                     "|---|---|---|---|",
@@ -1022,7 +1047,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     parser.add_argument("--loader-images", type=int, default=256, help="JPEGs to decode (default 256)")
     parser.add_argument(
-        "--peak-tflops", type=float, help="peak dense bf16 TFLOP/s of a device not in the table"
+        "--peak-tflops", type=float, help="peak dense bf16 TFLOP/s of a GPU not in jitlib.budget.DEVICES"
     )
     parser.add_argument(
         "--profile", action="store_true", help="also list each step's most expensive operators"

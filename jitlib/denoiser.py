@@ -32,8 +32,11 @@ class Denoiser(nn.Module):
 
     @property
     def null_label(self) -> int | None:
-        """The label id meaning "no class" (CFG's unconditional pass): ``net.num_classes`` when the net has one."""
-        return getattr(self.net, "num_classes", None)
+        """The label id meaning "no class" (CFG's unconditional pass): the net's ``num_classes`` (or its config's)."""
+        classes = getattr(self.net, "num_classes", None)
+        if classes is None:
+            classes = getattr(getattr(self.net, "config", None), "num_classes", None)
+        return classes or None  # 0 classes = an unconditional net, which has no null label
 
     def forward(
         self, z: Tensor, t: Tensor, y: Tensor | None = None, *, t_eps: float | None = None

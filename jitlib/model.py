@@ -200,6 +200,11 @@ class RMSNorm(nn.Module):
         return (self.weight * normed).to(x.dtype)
 
 
+def patchify(x: Tensor, patch_size: int) -> Tensor:
+    """(B, C, n·p, n·p) → (B, n², C·p·p): token row·n+col holds its patch in a conv weight's (C, p, p) order."""
+    return rearrange(x, "b c (h p) (w q) -> b (h w) (c p q)", p=patch_size, q=patch_size)
+
+
 class BottleneckPatchEmbed(nn.Module):
     """Low-rank patch embedding W₂·(W₁·patch) + b: p·p·C → d′ (no bias) → D, as the official Conv2d pair."""
 
@@ -210,7 +215,11 @@ class BottleneckPatchEmbed(nn.Module):
         self.proj2 = nn.Conv2d(bottleneck_dim, hidden_size, 1, bias=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return rearrange(self.proj2(self.proj1(x)), "b d h w -> b (h w) d")
+        # Computed as two matmuls on the patches, not as the convs: faster, and already in token layout.
+        patches = patchify(x, self.proj1.kernel_size[0])
+        return F.linear(
+            F.linear(patches, self.proj1.weight.flatten(1)), self.proj2.weight.flatten(1), self.proj2.bias
+        )
 
 
 class PatchEmbed(nn.Module):
@@ -221,7 +230,8 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size, bias=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return rearrange(self.proj(x), "b d h w -> b (h w) d")
+        # One matmul on the patches, as in BottleneckPatchEmbed.
+        return F.linear(patchify(x, self.proj.kernel_size[0]), self.proj.weight.flatten(1), self.proj.bias)
 
 
 class TimestepEmbedder(nn.Module):

@@ -88,7 +88,9 @@ def show_source(obj: object, methods: Sequence[str] | None = None) -> SourceView
     """The verbatim source of function or class `obj` (with `methods`: the class header and those methods only).
 
     The text is read from the installed jitlib when the cell runs, so the book can never drift from the library.
+    Decorated functions (e.g. ``@torch.no_grad()``) are unwrapped to the function that was written.
     """
+    obj = inspect.unwrap(obj) if callable(obj) else obj
     if not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)):
         raise TypeError(f"show_source expects a function or a class, got {type(obj).__name__} {obj!r}")
     if isinstance(methods, str):

@@ -202,9 +202,11 @@ class ToyMLP(nn.Module):
 class ToyConfig:
     """One training + evaluation recipe, shared by every cell of the grid (only D and the target vary)."""
 
-    steps: int = 2000
-    batch_size: int = 1024
-    lr: float = 1e-3
+    # Many small steps at a high rate: at D ≤ 16 the inner arm of the spiral is learnt only with this; 2,000 steps
+    # of 1,024 at lr 1e-3 (the same number of samples) leave it a blur.
+    steps: int = 8000
+    batch_size: int = 256
+    lr: float = 3e-3
     width: int = 256
     depth: int = 5
     loss_target: str = "v"

@@ -256,7 +256,13 @@ class Trainer:
             {"params": [p for p in params if p.ndim > 1], "weight_decay": config.optim.weight_decay},
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
         ]
-        self.optimizer = torch.optim.AdamW(groups, lr=base_lr(config), betas=tuple(config.optim.betas))
+        # Fused: the whole update in one kernel per step on a GPU instead of several for-each passes (jitlib bench).
+        self.optimizer = torch.optim.AdamW(
+            groups,
+            lr=base_lr(config),
+            betas=tuple(config.optim.betas),
+            fused=self.device.type in ("cuda", "cpu"),
+        )
         self.precision = resolve_precision(cfg.precision, self.device)
         self.scaler = self.precision.scaler()
         self.ema = EMA(self.net, cfg.ema_decays)

@@ -19,7 +19,6 @@ from jitlib.viz.sampling import (
 )
 
 pytest.importorskip("ipywidgets")
-torch.set_num_threads(1)
 
 
 def _denoiser() -> Denoiser:

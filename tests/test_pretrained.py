@@ -21,7 +21,6 @@ from jitlib.pretrained import (
 )
 from jitlib.train import Trainer
 
-torch.set_num_threads(1)
 SHIPPED = ASSET_DIR / "digits-small"
 # A two-step, two-block version of the recipe: the same code path in seconds.
 TINY = ["train.steps=2", "model.arch.depth=2", "train.batch_size=16"]
