@@ -85,16 +85,18 @@ def _activation_bytes(precision: str) -> int:
 def parameter_counts(config: JiTConfig) -> tuple[int, int, int]:
     """(all parameters, trainable ones, Linear/Conv weights whose autocast copies autograd keeps), from a meta model.
 
-    The kept copies are all Linear/Conv2d weights but the time MLP's first layer: its input (sin-cos features of t)
-    needs no gradient, so its copy is dropped. (Biases are cast too, but their copies are not needed backwards.)
+    The kept copies are all Linear/Conv2d weights but those whose input needs no gradient, so their copies are
+    dropped: the time MLP's first layer (sin-cos features of t) and the first patch-embedding map (the pixels).
+    (Biases are cast too, but their copies are not needed backwards.)
     """
     with torch.device("meta"):
         model = JiT(config)
-    skipped = model.t_embedder.mlp[0]
+    embed = model.x_embedder
+    skipped = [model.t_embedder.mlp[0], getattr(embed, "proj1", None) or embed.proj]
     cast = sum(
         m.weight.numel()
         for m in model.modules()
-        if isinstance(m, (nn.Linear, nn.Conv2d)) and m is not skipped
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and all(m is not k for k in skipped)
     )
     return count_params(model, trainable_only=False), count_params(model), cast
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from jitlib import __version__
+from jitlib.bench import add_bench_parser
 from jitlib.device import doctor
 from jitlib.generate import add_sample_parser
 from jitlib.metrics import add_eval_parser
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sample_parser(sub)
     add_eval_parser(sub)
     add_toy_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 

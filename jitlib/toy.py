@@ -90,7 +90,7 @@ def sliced_wasserstein(a: Tensor, b: Tensor, n_directions: int = 128) -> float:
     """SW₁(a, b) = mean over directions u of W₁(uᵀa, uᵀb), u at n_directions evenly spaced angles in [0, π).
 
     a: (n, 2), b: (m, 2) with one of n, m a multiple of the other. In 1-D, W₁ between empirical distributions is
-    the mean |difference| of the sorted values once the smaller set repeats each value m/n times. Evenly spaced
+    the mean absolute difference of the sorted values once the smaller set repeats each value m/n times. Evenly spaced
     directions make the value deterministic (no random directions to seed).
     """
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != 2 or b.shape[1] != 2:
