@@ -13,7 +13,6 @@ the training recipe, what the run measured) and ``SHA256SUMS`` (the format of ``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import tempfile
@@ -30,13 +29,13 @@ from jitlib.config import Config, apply_overrides, from_dict
 from jitlib.denoiser import Denoiser
 from jitlib.ema import decay_key
 from jitlib.generate import Generator
+from jitlib.integrity import SUMS_FILE, is_complete, sha256, verify, write_sums
 from jitlib.metrics import cache_dir
 from jitlib.model import JiT, JiTConfig
 from jitlib.registry import get_config
 from jitlib.weights import check_state_dict
 
 ASSET_DIR = Path(__file__).parent / "assets"
-SUMS_FILE = "SHA256SUMS"
 CONFIG_FILE = "config.json"
 RAW = "model"  # the variant name of the raw (non-averaged) weights, as in `jitlib sample --ema model`
 STORAGE_DTYPE = torch.float16
@@ -109,71 +108,6 @@ def recipe_config(name: str, output_dir: str | Path, overrides: tuple[str, ...] 
     """The training config of checkpoint ``name`` with ``overrides`` (``section.key=value``), writing to ``output_dir``."""
     values = apply_overrides(_recipe(name).config, [*overrides, f"train.output_dir={output_dir}"])
     return from_dict(values)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Integrity: SHA-256 of every file
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_sums(folder: str | Path, names: list[str]) -> Path:
-    """Write ``folder/SHA256SUMS`` listing "<sha256>  <name>" for each file (``sha256sum -c`` reads it)."""
-    folder = Path(folder)
-    lines = [f"{sha256(folder / name)}  {name}\n" for name in sorted(names)]
-    (folder / SUMS_FILE).write_text("".join(lines))
-    return folder / SUMS_FILE
-
-
-def read_sums(folder: str | Path) -> dict[str, str]:
-    """{file name: expected hex digest} from ``folder/SHA256SUMS``; FileNotFoundError when it is missing."""
-    path = Path(folder) / SUMS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the checkpoint folder is incomplete")
-    sums = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        digest, sep, name = line.partition("  ")
-        if not sep or len(digest) != 64 or not name:
-            raise ValueError(f"{path}, line {number}: expected '<64 hex digits>  <file name>', got {line!r}")
-        sums[name.lstrip("*")] = digest.lower()
-    return sums
-
-
-def verify(folder: str | Path) -> list[Path]:
-    """Check every file listed in ``folder/SHA256SUMS``; return their paths, or raise naming the first bad one.
-
-    A missing file raises FileNotFoundError; a file whose SHA-256 differs raises a one-line ValueError.
-    """
-    folder = Path(folder)
-    paths = []
-    for name, expected in read_sums(folder).items():
-        path = folder / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: the checkpoint folder is incomplete")
-        actual = sha256(path)
-        if actual != expected:
-            raise ValueError(
-                f"{path} is corrupt: SHA-256 {actual[:16]}… differs from {expected[:16]}… in {SUMS_FILE}; "
-                f"reinstall jitlib or retrain with load_or_train(..., train=True)"
-            )
-        paths.append(path)
-    return paths
-
-
-def is_complete(folder: str | Path) -> bool:
-    """True when ``folder`` has its SHA256SUMS and every file it lists (contents are checked by :func:`verify`)."""
-    try:
-        return all((Path(folder) / name).is_file() for name in read_sums(folder))
-    except (FileNotFoundError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------------------------

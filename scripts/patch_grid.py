@@ -10,14 +10,19 @@ row × column of the grid, all with the v-loss (the paper's Tab. 2, bottom row):
 
 Every cell uses the same recipe (the ``tiny-digits`` preset with the overrides below) and is scored with the offline
 proxy metric of :mod:`jitlib.metrics`: Fréchet distance in the proxy classifier's features and the classifier's
-accuracy on class-conditional samples. The file keeps, per cell, the metrics, the loss curve and a few samples as
-uint8 lists; chapter 5 loads it. About 1–4 CPU-minutes per cell (patch 8 costs most); the whole grid about 15 CPU-minutes.
-Usage:
+accuracy on class-conditional samples. ``EXTRA_RUNS`` adds single cells trained 3× longer and other seeds. The file
+keeps, per run, the metrics, the loss curve and ten samples as uint8 lists; chapter 5 loads it.
 
-    python scripts/patch_grid.py [--workers 2] [--out jitlib/assets/patch_grid.json] [--resume]
+Cost: a 400-step cell is about 35 CPU-seconds of training at patch 16/32 and 110 at patch 8 (plus a few seconds of
+sampling). On the shared 2-core machine that wrote the stored file, with 2 workers, the 12 grid cells took 16 minutes
+of wall time and the 8 extra runs 24 more. Usage:
 
-``--workers N`` trains N cells at once, one torch thread each (faster than N threads in one process for networks this
-small). ``--resume`` keeps the cells of an existing file made with the same recipe and runs only the missing ones.
+    python scripts/patch_grid.py [--workers 2] [--out jitlib/assets/patch_grid.json] [--resume] [--keep DIR]
+
+``--workers N`` trains N cells at once, one torch thread each (on a busy CPU, N one-thread processes are far faster
+than one N-thread process). ``--resume`` keeps the runs of an existing file made with the same recipe and proxy
+classifier and runs only the missing ones. ``--keep DIR`` also saves every run's samples; after a change of the proxy
+metric, ``--rescore --keep DIR`` scores them again without retraining.
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ GRID_KEYS = frozenset(
     {
         "format",
         "recipe",
+        "preset_config",
         "claims",
         "data",
         "proxy",
@@ -254,6 +260,10 @@ def validate_grid(grid: dict[str, Any]) -> None:
         raise ValueError(f"grid keys {sorted(grid)} differ from {sorted(GRID_KEYS)}")
     if grid["recipe"] != RECIPE:
         raise ValueError(f"grid recipe {grid['recipe']} differs from the script's {RECIPE}; rerun it")
+    if grid["preset_config"] != load_config(PRESET).to_dict():
+        raise ValueError(
+            f"the preset {PRESET!r} has changed since the grid was made; rerun scripts/patch_grid.py"
+        )
     if grid["proxy"]["version"] != PROXY_VERSION:
         raise ValueError(
             f"grid scored with proxy classifier v{grid['proxy']['version']}, jitlib's is v{PROXY_VERSION}; rerun it"
@@ -357,7 +367,8 @@ def main() -> None:
     previous_seconds = 0
     if args.resume and args.out.exists():
         old = json.loads(args.out.read_text())
-        if old.get("format") == FORMAT and old.get("recipe") == RECIPE and old["proxy"] == proxy:
+        same = (old.get("format"), old.get("recipe"), old.get("preset_config"), old.get("proxy"))
+        if same == (FORMAT, RECIPE, load_config(PRESET).to_dict(), proxy):
             cells, extra = old["cells"], old["extra"]
             previous_seconds = old["wall_seconds"]
     rows = {name: (p, b) for name, p, b in ROWS}
@@ -373,6 +384,7 @@ def main() -> None:
     grid = {
         "format": FORMAT,
         "recipe": RECIPE,
+        "preset_config": load_config(PRESET).to_dict(),  # what every cell's overrides apply to
         "claims": CLAIMS,
         "data": {"name": "digits", "image_size": 32, "channels": 1, "num_images": len(digits(32))},
         "proxy": proxy,

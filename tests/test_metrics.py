@@ -14,7 +14,7 @@ from PIL import Image
 
 from jitlib import metrics
 from jitlib.config import DataConfig, load_config
-from jitlib.data import digits
+from jitlib.data import digits, stack_dataset
 from jitlib.train import Trainer
 
 
@@ -74,6 +74,44 @@ def test_proxy_classifier_is_deterministic() -> None:
         for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values(), strict=True)
     )
     assert np.array_equal(a.real_features, b.real_features) and a.real_accuracy == b.real_accuracy
+
+
+def test_shipped_proxy_is_verified_and_loaded_without_training(monkeypatch) -> None:
+    def no_training(*args, **kwargs):
+        raise AssertionError("the shipped classifier should have been used")
+
+    monkeypatch.setattr(metrics, "train_proxy", no_training)
+    data = DataConfig(name="digits", image_size=32)
+    assert metrics.shipped_proxy_path(data) is not None
+    classifier = metrics.proxy_classifier(data)
+    assert 0.95 < classifier.real_accuracy <= 1
+    assert metrics.shipped_proxy_path(DataConfig(name="digits", image_size=16)) is None  # only 32 px is shipped
+
+
+def test_corrupt_shipped_proxy_is_refused_with_one_line(tmp_path: Path, monkeypatch) -> None:
+    for source in metrics.PROXY_ASSET_DIR.iterdir():
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    name = metrics.proxy_key(DataConfig(name="digits", image_size=32))
+    blob = bytearray((tmp_path / name).read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (tmp_path / name).write_bytes(bytes(blob))
+    monkeypatch.setattr(metrics, "PROXY_ASSET_DIR", tmp_path)
+    with pytest.raises(ValueError, match=f"{name} is corrupt: SHA-256") as info:
+        metrics.proxy_classifier(DataConfig(name="digits", image_size=32))
+    assert "\n" not in str(info.value)
+
+
+def test_shipped_proxy_is_what_the_code_trains(tmp_path: Path) -> None:
+    """Retraining with the default recipe reproduces the shipped classifier (bit for bit on the machine that made
+    it; other CPUs may differ in the last bits, so the check is on what the metric uses: its predictions)."""
+    data = DataConfig(name="digits", image_size=32)
+    shipped = metrics.proxy_classifier(data)
+    retrained = metrics.proxy_classifier(data, cache=tmp_path, shipped=False)
+    assert (tmp_path / metrics.proxy_key(data)).is_file()
+    assert retrained.real_accuracy == pytest.approx(shipped.real_accuracy, abs=0.01)
+    images, _ = stack_dataset(digits(32))
+    agree = (shipped.predict(images) == retrained.predict(images)).float().mean().item()
+    assert agree > 0.98, agree
 
 
 def test_proxy_refuses_image_folders() -> None:

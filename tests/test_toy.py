@@ -144,7 +144,9 @@ def test_off_manifold_floor_matches_the_clipped_heun_closed_form():
 
 
 def test_training_is_deterministic_and_the_loss_falls():
-    cfg = ToyConfig(steps=20, batch_size=32, sample_steps=4, n_samples=32, n_sample_sets=2, n_keep=8, n_curve=4)
+    cfg = ToyConfig(
+        steps=20, batch_size=32, sample_steps=4, n_samples=32, n_sample_sets=2, n_keep=8, n_curve=4
+    )
     a, b = train_toy(8, "v", cfg), train_toy(8, "v", cfg)
     assert a.curve_steps == b.curve_steps == [5, 10, 15, 20]
     assert a.curve_loss == b.curve_loss
