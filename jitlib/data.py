@@ -14,7 +14,6 @@ sample's augmentation depends neither on the worker that loads it nor on the pro
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import pickle
@@ -33,6 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from jitlib.config import DataConfig
+from jitlib.integrity import file_digest
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -251,12 +251,8 @@ class ImageFolder(Dataset):
 
 
 def file_md5(path: str | Path) -> str:
-    """Hex MD5 digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex MD5 digest of a file (the checksum data sets publish)."""
+    return file_digest(path, "md5")
 
 
 def download(url: str, path: str | Path, md5: str, timeout: float = 30.0) -> Path:

@@ -9,18 +9,23 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["SUMS_FILE", "is_complete", "read_sums", "sha256", "verify", "verify_file", "write_sums"]
+__all__ = ["SUMS_FILE", "file_digest", "is_complete", "read_sums", "sha256", "verify", "verify_file", "write_sums"]
 
 SUMS_FILE = "SHA256SUMS"
 
 
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 digest of a file's bytes."""
-    digest = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes with a ``hashlib`` algorithm, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 digest of a file's bytes."""
+    return file_digest(path, "sha256")
 
 
 def write_sums(folder: str | Path, names: list[str]) -> Path:

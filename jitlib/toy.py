@@ -401,9 +401,10 @@ def run_grid(
             cells.append(cell)
             if log:
                 log(
-                    f"D={dim:4d} {target:>3}: SW1 {cell['sw1']:.4g} ± {cell['sw1_std']:.2g} (last x̂ {cell['sw1_last_x']:.4g}) | off-plane "
-                    f"{cell['off_manifold']:.4g} (floor {cell['off_manifold_floor']:.3g}, last x̂ "
-                    f"{cell['off_manifold_last_x']:.3g}) | {result.seconds:.0f} s"
+                    f"D={dim:4d} {target:>3}: SW1 {cell['sw1']:.4g} ± {cell['sw1_std']:.2g}, off-plane "
+                    f"{cell['off_manifold']:.4g} (floor {cell['off_manifold_floor']:.3g}), {result.seconds:.0f} s\n"
+                    f"{'':10}with last_step='x': SW1 {cell['sw1_last_x']:.4g}, off-plane "
+                    f"{cell['off_manifold_last_x']:.3g}"
                 )
     ref_mean, ref_std = reference_distance(
         config.n_samples, seed=config.seed + 200, data_seed=config.data_seed

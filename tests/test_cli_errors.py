@@ -18,19 +18,9 @@ from jitlib.cli import main
 from jitlib.config import load_config
 from jitlib.train import Trainer
 
-TINY = [
-    "model.name=JiT-tiny/8",
-    "data.image_size=16",
-    "model.arch.depth=1",
-    "model.arch.hidden_size=32",
-    "model.arch.num_heads=2",
-    "model.arch.bottleneck_dim=8",
-    "model.arch.in_context_start=0",
+TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 digits)
     "train.batch_size=8",
     "train.steps=2",
-    "train.ema_decays=[0.9]",
-    "sample.ema=null",
-    "train.progress=false",
 ]
 
 
@@ -38,7 +28,7 @@ TINY = [
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-step run whose folder every bad command must leave exactly as it was."""
     out = tmp_path_factory.mktemp("run")
-    Trainer(load_config("tiny-digits", [*TINY, f"train.output_dir={out}"])).fit()
+    Trainer(load_config("smoke-digits", [*TINY, f"train.output_dir={out}"])).fit()
     return out
 
 
@@ -62,7 +52,7 @@ def images(root: Path, corrupt: bool = False) -> Path:
 
 def bad_inputs(run: Path, tmp: Path) -> list[tuple[list[str], str]]:
     """(argv, a phrase the one-line error must contain)."""
-    train = ["train", "tiny-digits", *TINY]
+    train = ["train", "smoke-digits", *TINY]
     folder = ["data.name=folder", "data.num_workers=0"]
     (tmp / "a_file").write_text("x")
     (tmp / "garbage.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
@@ -110,7 +100,7 @@ def bad_inputs(run: Path, tmp: Path) -> list[tuple[list[str], str]]:
             "set data.download=true",
         ),
         (["train", "no-such-preset"], "unknown preset 'no-such-preset'"),
-        (["train", "tiny-digits", "tiny-shapes"], "give one preset"),
+        (["train", "smoke-digits", "tiny-shapes"], "give one preset"),
         (["train"], "give a preset"),
         (
             ["sample", str(run), "--labels", "3", "12", "--grid", str(tmp / "g.png")],
@@ -144,7 +134,7 @@ def test_bad_inputs_fail_with_one_line_and_leave_checkpoints_alone(run: Path, tm
 def test_corrupt_image_read_by_a_loader_worker_is_one_line(tmp_path: Path, capsys) -> None:
     argv = [
         "train",
-        "tiny-digits",
+        "smoke-digits",
         *TINY,
         "data.name=folder",
         "data.num_workers=1",
@@ -173,7 +163,7 @@ def test_nan_loss_is_one_line_and_keeps_the_last_checkpoint(tmp_path: Path, caps
     out = tmp_path / "nan"
     argv = [
         "train",
-        "tiny-digits",
+        "smoke-digits",
         *TINY,
         "train.steps=6",
         "train.ckpt_every=1",

@@ -20,25 +20,14 @@ from jitlib.generate import load_generator
 from jitlib.train import Trainer, TrainingDiverged, draw_noise, learning_rate, model_kwargs
 
 # A 1-block, 32-wide JiT on 16×16 digits (4 tokens of 8×8): a training step takes milliseconds.
-TINY = [
-    "model.name=JiT-tiny/8",
-    "data.image_size=16",
-    "model.arch.depth=1",
-    "model.arch.hidden_size=32",
-    "model.arch.num_heads=2",
-    "model.arch.bottleneck_dim=8",
-    "model.arch.in_context_start=0",
-    "train.batch_size=16",
+TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 digits)
     "train.ema_decays=[0.9,0.99]",
-    "sample.ema=null",
-    "train.progress=false",
-    "train.log_every=1",
     "optim.warmup_epochs=0.1",
 ]
 
 
 def tiny_config(out: Path, *extra: str):
-    return load_config("tiny-digits", [*TINY, f"train.output_dir={out}", *extra])
+    return load_config("smoke-digits", [*TINY, f"train.output_dir={out}", *extra])
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -179,7 +168,7 @@ def test_kill_9_three_times_then_resume_is_bit_identical(tmp_path: Path) -> None
     def command(out: Path, resume: bool) -> list[str]:
         cmd = [sys.executable, "-m", "jitlib", "train"]
         return (
-            cmd + (["--resume", str(out)] if resume else ["tiny-digits"]) + [*args, f"train.output_dir={out}"]
+            cmd + (["--resume", str(out)] if resume else ["smoke-digits"]) + [*args, f"train.output_dir={out}"]
         )
 
     def logged_steps(out: Path) -> int:

@@ -12,20 +12,10 @@ import torch
 from torch import Tensor
 
 from jitlib.denoiser import Denoiser
+from jitlib.exercises._checks import as_expected
 from jitlib.interpolation import interpolate
 from jitlib.oracle import GaussianMixture
 from jitlib.sampling import sample
-
-
-def _as_expected(got: object, like: Tensor, what: str) -> Tensor:
-    """The reader's result as a tensor of ``like``'s shape, or an AssertionError saying what came back instead."""
-    if not isinstance(got, Tensor):
-        raise AssertionError(
-            f"{what} returned {type(got).__name__}; expected a tensor of shape {tuple(like.shape)}"
-        )
-    if got.shape != like.shape:
-        raise AssertionError(f"{what} returned shape {tuple(got.shape)}; expected {tuple(like.shape)}")
-    return got.to(like.dtype)
 
 
 def check_interpolation(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
@@ -35,7 +25,7 @@ def check_interpolation(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
         x, eps = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
         t = torch.rand(shape[0], generator=g)
         want = interpolate(x, eps, t)
-        got = _as_expected(fn(x.clone(), eps.clone(), t.clone()), want, "your function")
+        got = as_expected(fn(x.clone(), eps.clone(), t.clone()), want, "your function")
         if torch.allclose(got, interpolate(eps, x, t), atol=1e-5):
             raise AssertionError(
                 "you computed t·ε + (1 − t)·x; in this book t = 0 is noise and t = 1 is data"
@@ -64,7 +54,7 @@ def check_euler_sampler(fn: Callable[[Callable, Tensor, int], Tensor]) -> None:
     noise = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
     for steps in (4, 50):
         want = sample(Denoiser(net, "x"), noise, steps=steps, method="euler")
-        got = _as_expected(fn(net, noise.clone(), steps), want, "your sampler")
+        got = as_expected(fn(net, noise.clone(), steps), want, "your sampler")
         if torch.allclose(got, want, atol=1e-4):
             continue
         if torch.allclose(

@@ -11,23 +11,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from jitlib.exercises._checks import as_expected
 from jitlib.interpolation import T_EPS, interpolate
 from jitlib.losses import implied_weight
 from jitlib.targets import x_to_eps
 
 # Times across [0, 1], including both clip regions (t < t_eps and 1 − t < t_eps) and the end points.
 CHECK_TIMES = (0.0, 0.01, 0.2, 0.5, 0.8, 0.96, 0.99, 1.0)
-
-
-def _tensor_like(got: object, like: Tensor, what: str) -> Tensor:
-    """The reader's result as a tensor of ``like``'s shape, or an AssertionError saying what came back instead."""
-    if not isinstance(got, Tensor):
-        raise AssertionError(
-            f"{what} returned {type(got).__name__}; expected a tensor of shape {tuple(like.shape)}"
-        )
-    if got.shape != like.shape:
-        raise AssertionError(f"{what} returned shape {tuple(got.shape)}; expected {tuple(like.shape)}")
-    return got.to(like.dtype)
 
 
 def check_eps_from_x(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
@@ -38,7 +28,7 @@ def check_eps_from_x(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
     z = interpolate(x, eps, t)
     x_hat = x + 0.1 * torch.randn(x.shape, generator=g)  # an imperfect prediction, so x̂ ≠ x matters
     want = x_to_eps(x_hat, z, t)
-    got = _tensor_like(fn(x_hat.clone(), z.clone(), t.clone()), want, "your function")
+    got = as_expected(fn(x_hat.clone(), z.clone(), t.clone()), want, "your function")
     if not torch.isfinite(got).all():
         raise AssertionError("your ε̂ is not finite at t = 1; divide by max(1 − t, 0.05), not by 1 − t")
     inside = (t > T_EPS) & (t < 1 - T_EPS)
@@ -60,7 +50,7 @@ def check_eps_loss_weight(fn: Callable[[Tensor], Tensor]) -> None:
     """Check fn(t) = w(t) with ‖ε̂ − ε‖² = w(t)·‖x̂ − x‖² for x-prediction, i.e. t²/max(1 − t, 0.05)² (``implied_weight``)."""
     t = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
     want = implied_weight("x", "eps", t)
-    got = _tensor_like(fn(t.clone()), want, "your function")
+    got = as_expected(fn(t.clone()), want, "your function")
     if torch.allclose(got, want, rtol=1e-5):
         print("✓ check_eps_loss_weight: your w(t) equals jitlib.losses.implied_weight('x', 'eps', t)")
         return
