@@ -2,7 +2,7 @@
 
 ``jitlib bench`` measures, for a model / resolution / batch / precision:
 
-- the trainer's own training step (``Trainer._train_step`` of :mod:`jitlib.train`: noise draws, forward, backward,
+- the trainer's own training step (``Trainer.train_step`` of :mod:`jitlib.train`: noise draws, forward, backward,
   AdamW, EMA) in images/s with its peak memory, eager and with ``torch.compile``;
 - which scaled-dot-product-attention kernel the network runs on;
 - sampling images/s for 50-step Heun with CFG through :func:`jitlib.sampling.sample`;
@@ -268,21 +268,21 @@ def train_flops_per_image(net: JiT) -> int:
 def bench_training(
     trainer: Trainer, batch: int, steps: int, warmup: int, peak: float | None, profile: bool = False
 ) -> dict[str, Any]:
-    """Images/s, step time, peak memory, MFU and host-device syncs of ``trainer._train_step`` on a fixed batch.
+    """Images/s, step time, peak memory, MFU and host-device syncs of ``trainer.train_step`` on a fixed batch.
 
     Images/s, step time and MFU are from the median step; ``images_per_s_best`` from the fastest. ``profile`` adds the step's most expensive operators (one extra profiled step).
     """
     x, y = training_batch(trainer, batch)
     for _ in range(warmup):  # includes torch.compile's compilation when it is on
-        trainer._train_step(x, y)
+        trainer.train_step(x, y)
     synchronize(trainer.device)
     with peak_memory(trainer.device) as memory:
-        times = time_calls({"step": lambda: trainer._train_step(x, y)}, trainer.device, steps, 0)["step"]
-    syncs = count_syncs(lambda: trainer._train_step(x, y), trainer.device)
+        times = time_calls({"step": lambda: trainer.train_step(x, y)}, trainer.device, steps, 0)["step"]
+    syncs = count_syncs(lambda: trainer.train_step(x, y), trainer.device)
     seconds = statistics.median(times)
     images_per_second = batch / seconds
     achieved = images_per_second * train_flops_per_image(trainer.net)
-    hot = top_ops(lambda: trainer._train_step(x, y), trainer.device) if profile else None
+    hot = top_ops(lambda: trainer.train_step(x, y), trainer.device) if profile else None
     return {
         "compile": trainer.config.train.compile,
         "batch": batch,
@@ -326,7 +326,7 @@ def fits(trainer: Trainer, batch: int) -> bool:
     x, y = training_batch(trainer, batch)
     try:
         for _ in range(2):
-            trainer._train_step(x, y)
+            trainer.train_step(x, y)
         synchronize(trainer.device)
         ok = True
     except torch.OutOfMemoryError:

@@ -400,7 +400,7 @@ class Trainer:
                     self.sampler.set_position(epoch, index * self.local_batch)
                     batches = iter(self.loader)
                 x, y = _next_batch(batches)
-                loss, grad_norm, lr = self._train_step(x, y)
+                loss, grad_norm, lr = self.train_step(x, y)
                 losses.append(loss)
                 window_losses.append(loss)
                 window_steps += 1
@@ -441,8 +441,13 @@ class Trainer:
             self.step, self.checkpoint_path, self.output_dir, losses, time.perf_counter() - start
         )
 
-    def _train_step(self, x: Tensor, y: Tensor) -> tuple[float, float | None, float]:
-        """One optimizer step on this process's share of the global batch; returns (global mean loss, grad norm, lr)."""
+    def train_step(self, x: Tensor, y: Tensor) -> tuple[float, float | None, float]:
+        """One optimizer step on this process's share ``(x, y)`` of the global batch; returns (global mean loss, grad
+        norm or None without clipping, lr).
+
+        Advances ``self.step`` and the weight averages; writes nothing (:meth:`fit` logs and checkpoints around it).
+        The noise, times and masks depend only on ``(train.seed, step, position in the global batch)``.
+        """
         cfg, diffusion = self.config, self.config.diffusion
         world, rank = self.dist.world_size, self.dist.rank
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
