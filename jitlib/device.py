@@ -87,7 +87,9 @@ def doctor(print_report: bool = True) -> DoctorReport:
         name = platform.processor() or platform.machine()
         cc = None
     dtype = autocast_dtype(device)
-    precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + grad scaler"}[dtype]
+    precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + grad scaler"}[
+        dtype
+    ]
     report = DoctorReport(
         tier=tier(),
         device=str(device),

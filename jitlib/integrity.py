@@ -9,7 +9,16 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["SUMS_FILE", "file_digest", "is_complete", "read_sums", "sha256", "verify", "verify_file", "write_sums"]
+__all__ = [
+    "SUMS_FILE",
+    "file_digest",
+    "is_complete",
+    "read_sums",
+    "sha256",
+    "verify",
+    "verify_file",
+    "write_sums",
+]
 
 SUMS_FILE = "SHA256SUMS"
 

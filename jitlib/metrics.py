@@ -245,7 +245,9 @@ def load_proxy(path: str | Path) -> ProxyClassifier:
     """Read a classifier written by :meth:`ProxyClassifier.state` (``torch.load`` with ``weights_only=True``)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("version") != PROXY_VERSION:
-        raise ValueError(f"{path} holds proxy classifier v{state.get('version')}, jitlib needs v{PROXY_VERSION}")
+        raise ValueError(
+            f"{path} holds proxy classifier v{state.get('version')}, jitlib needs v{PROXY_VERSION}"
+        )
     net = ProxyNet(*state["shape"])
     net.load_state_dict(state["net"])
     return ProxyClassifier(net, state["real_features"].numpy(), state["real_accuracy"])
@@ -269,7 +271,9 @@ def proxy_classifier(
         raise ValueError(
             f"the proxy metric covers {', '.join(PROXY_DATASETS)}, not data.name={data.name!r}; use FID"
         )
-    packaged = shipped_proxy_path(data) if (shipped and steps == 1000 and seed == 0 and dataset is None) else None
+    packaged = (
+        shipped_proxy_path(data) if (shipped and steps == 1000 and seed == 0 and dataset is None) else None
+    )
     if packaged is not None:
         verify_file(packaged)
         return load_proxy(packaged)

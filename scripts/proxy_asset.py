@@ -19,7 +19,9 @@ from jitlib.metrics import PROXY_ASSET_DIR, proxy_classifier, proxy_key, save_pr
 
 
 def main() -> None:
-    torch.set_num_threads(1)  # the recipe's reference: one thread, as on the machine that made the shipped file
+    torch.set_num_threads(
+        1
+    )  # the recipe's reference: one thread, as on the machine that made the shipped file
     data = DataConfig(name="digits", image_size=32)
     with tempfile.TemporaryDirectory() as cache:
         classifier = proxy_classifier(data, cache=cache, shipped=False)

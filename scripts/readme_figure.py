@@ -1,6 +1,6 @@
 """Draw the README's picture from the stored spiral grid (chapter 4): projected samples for D × {x, ε, v}.
 
-    python scripts/readme_figure.py   # writes book/_assets/readme/spiral.png
+python scripts/readme_figure.py   # writes book/_assets/readme/spiral.png
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ def main() -> None:
                 ax.set_title(f"D = {dim}", fontsize=10)
             if col == 0:
                 ax.set_ylabel(NAMES[target], fontsize=10)
-    fig.suptitle("A 2-D spiral hidden in D dimensions, same 256-wide MLP (samples projected back to the plane)", fontsize=9)
+    fig.suptitle(
+        "A 2-D spiral hidden in D dimensions, same 256-wide MLP (samples projected back to the plane)",
+        fontsize=9,
+    )
     fig.tight_layout()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(OUT, dpi=110)

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 venv=${JITLIB_VENV:-.venv}
 "$venv/bin/ruff" check jitlib tests scripts
+"$venv/bin/ruff" format --check jitlib tests scripts
 start=$(date +%s)
 bash scripts/build_book.sh
 echo "book built in $(( $(date +%s) - start )) s" >&2

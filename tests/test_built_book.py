@@ -71,7 +71,9 @@ def test_mathjax_is_served_by_the_book() -> None:
 def test_plotly_figures_carry_their_javascript() -> None:
     preface = (HTML / "book" / "preface.html").read_text(encoding="utf-8")
     assert "Plotly.newPlot" in preface, "no plotly figure in the preface"
-    assert re.search(r"plotly\.js v\d", preface), "plotly.js is not embedded (build with PLOTLY_RENDERER=notebook)"
+    assert re.search(r"plotly\.js v\d", preface), (
+        "plotly.js is not embedded (build with PLOTLY_RENDERER=notebook)"
+    )
 
 
 def test_widgets_are_embedded_with_a_local_manager() -> None:

@@ -44,5 +44,7 @@ def test_doctor_reports_without_side_effects(capsys: pytest.CaptureFixture[str])
 
 
 def test_cli_doctor_runs() -> None:
-    result = subprocess.run([sys.executable, "-m", "jitlib", "doctor"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "jitlib", "doctor"], capture_output=True, text=True, check=True
+    )
     assert "jitlib doctor: tier=" in result.stdout

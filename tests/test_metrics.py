@@ -85,7 +85,9 @@ def test_shipped_proxy_is_verified_and_loaded_without_training(monkeypatch) -> N
     assert metrics.shipped_proxy_path(data) is not None
     classifier = metrics.proxy_classifier(data)
     assert 0.95 < classifier.real_accuracy <= 1
-    assert metrics.shipped_proxy_path(DataConfig(name="digits", image_size=16)) is None  # only 32 px is shipped
+    assert (
+        metrics.shipped_proxy_path(DataConfig(name="digits", image_size=16)) is None
+    )  # only 32 px is shipped
 
 
 def test_corrupt_shipped_proxy_is_refused_with_one_line(tmp_path: Path, monkeypatch) -> None:

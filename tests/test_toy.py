@@ -163,6 +163,11 @@ def test_bad_targets_and_configs_are_rejected():
         train_toy(8, "score")
     with pytest.raises(ValueError, match="loss_target"):
         ToyConfig(loss_target="score")
+    bad = {"steps": 0, "batch_size": -1, "lr": 0.0, "n_samples": 1, "t_eps": 0.5, "t_dist": "beta"}
+    for name, value in bad.items():
+        with pytest.raises(ValueError, match=f"^{name}={value!r}") as info:
+            ToyConfig(**{name: value})
+        assert "\n" not in str(info.value)
 
 
 @pytest.mark.slow

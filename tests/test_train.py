@@ -168,7 +168,9 @@ def test_kill_9_three_times_then_resume_is_bit_identical(tmp_path: Path) -> None
     def command(out: Path, resume: bool) -> list[str]:
         cmd = [sys.executable, "-m", "jitlib", "train"]
         return (
-            cmd + (["--resume", str(out)] if resume else ["smoke-digits"]) + [*args, f"train.output_dir={out}"]
+            cmd
+            + (["--resume", str(out)] if resume else ["smoke-digits"])
+            + [*args, f"train.output_dir={out}"]
         )
 
     def logged_steps(out: Path) -> int:
