@@ -470,7 +470,7 @@ def conv_patch_embed(embed: nn.Module, x: Tensor) -> Tensor:
 
 
 def per_tensor_ema(shadows: dict[str, list[Tensor]], params: list[Tensor]) -> None:
-    """θ_ema ← θ_ema + (1 − d)(θ − θ_ema), one lerp_ per tensor per decay (the loop the for-each update replaces)."""
+    """θ_ema ← θ_ema + (1 − d)(θ − θ_ema), one ``lerp_`` per tensor per decay (the loop the for-each update replaces)."""
     for key, shadow in shadows.items():
         for s, p in zip(shadow, params, strict=True):
             s.lerp_(p, 1.0 - float(key))
@@ -520,7 +520,7 @@ def compare_adamw(trainer: Trainer, repeats: int) -> dict[str, Any]:
 
 
 def compare_ema(trainer: Trainer, repeats: int) -> dict[str, Any]:
-    """The trainer's EMA update (all decays): one lerp_ per tensor vs for-each lerp_ (:class:`jitlib.ema.EMA`)."""
+    """The trainer's EMA update (all decays): one ``lerp_`` per tensor vs for-each ``lerp_`` (:class:`jitlib.ema.EMA`)."""
     ema, net = trainer.ema, trainer.net
     params = [p.detach() for p in net.parameters() if p.requires_grad]
     seconds = time_best(

@@ -1,7 +1,8 @@
 """Scoring generated images: an offline proxy metric for the small data sets, and FID / IS / precision–recall.
 
 **Proxy metric** (no download, seconds on a CPU): a small CNN classifier is trained on the real data set
-(deterministically, cached to a file). Generated images are scored by
+(deterministically; the one for 32-px digits ships with jitlib, others are cached to a file). Generated images are
+scored by
 
 - the Fréchet distance between Gaussians fitted to the classifier's penultimate features of generated and of real
   training images, FD = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) — FID's formula with a small domain-specific network;
@@ -235,7 +236,7 @@ def shipped_proxy_path(data: DataConfig) -> Path | None:
     """The proxy classifier shipped inside jitlib for ``data``, or None (only digits at 32 px is shipped).
 
     The stored results of chapter 5 were scored with exactly this file; shipping it makes the proxy metric the same
-    on every machine (a retrain on other hardware can differ in the last bits) and saves a minute of training.
+    on every machine (a retrain on other hardware can differ in the last bits) and saves half a minute of training.
     """
     path = PROXY_ASSET_DIR / proxy_key(data)
     return path if path.is_file() else None
@@ -296,9 +297,13 @@ def save_proxy(classifier: ProxyClassifier, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        torch.save(classifier.state(), handle)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(classifier.state(), handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

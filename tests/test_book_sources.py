@@ -52,6 +52,14 @@ def test_every_notebook_is_in_the_toc() -> None:
     assert not orphans, f"notebooks missing from _toc.yml: {orphans}"
 
 
+def test_api_appendix_documents_every_module() -> None:
+    """Every top-level jitlib module has its section in the API appendix (generated from its docstrings)."""
+    appendix = (ROOT / "book" / "appendix_api.md").read_text()
+    modules = sorted(p.stem for p in (ROOT / "jitlib").glob("*.py") if not p.stem.startswith("_"))
+    missing = [m for m in modules if f".. automodule:: jitlib.{m}\n" not in appendix]
+    assert not missing, f"book/appendix_api.md has no automodule for: {missing}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_starts_with_the_shared_setup_cell(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
