@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,3 +16,17 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``smoke_run(*overrides)`` trains the smoke-digits preset with those overrides into a fresh folder, returns it."""
+    from jitlib.config import load_config
+    from jitlib.train import Trainer
+
+    def train(*overrides: str) -> Path:
+        out = tmp_path_factory.mktemp("run")
+        Trainer(load_config("smoke-digits", [*overrides, f"train.output_dir={out}"])).fit()
+        return out
+
+    return train

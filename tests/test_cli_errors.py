@@ -15,8 +15,6 @@ from PIL import Image
 
 from jitlib.checkpoint import load_checkpoint
 from jitlib.cli import main
-from jitlib.config import load_config
-from jitlib.train import Trainer
 
 TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 digits)
     "train.batch_size=8",
@@ -25,11 +23,9 @@ TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run(smoke_run) -> Path:
     """A finished 2-step run whose folder every bad command must leave exactly as it was."""
-    out = tmp_path_factory.mktemp("run")
-    Trainer(load_config("smoke-digits", [*TINY, f"train.output_dir={out}"])).fit()
-    return out
+    return smoke_run(*TINY)
 
 
 def fingerprint(folder: Path) -> dict[str, str]:

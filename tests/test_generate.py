@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from jitlib.cli import main
-from jitlib.config import load_config
 from jitlib.generate import (
     class_labels,
     generate,
@@ -20,7 +19,6 @@ from jitlib.generate import (
     save_npz,
     save_pngs,
 )
-from jitlib.train import Trainer
 from jitlib.weights import save_pretrained
 
 TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 digits)
@@ -31,10 +29,8 @@ TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    Trainer(load_config("smoke-digits", [*TINY, f"train.output_dir={out}"])).fit()
-    return out
+def run(smoke_run) -> Path:
+    return smoke_run(*TINY)
 
 
 def test_ema_choice_loads_different_weights(run: Path) -> None:
