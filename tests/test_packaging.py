@@ -1,7 +1,8 @@
-"""pyproject.toml is the single list of dependencies; environment.yml must mirror it exactly."""
+"""pyproject.toml is the single list of dependencies (environment.yml mirrors it exactly) and of the shipped data files."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 
@@ -73,3 +74,26 @@ def test_console_script_and_module_entry_point() -> None:
     pyproject, _ = _load()
     assert pyproject["project"]["scripts"]["jitlib"] == "jitlib.cli:main"
     assert (ROOT / "jitlib" / "__main__.py").is_file()
+
+
+def test_package_data_ships_every_asset_and_preset() -> None:
+    """A file under jitlib/assets or jitlib/presets that no package-data pattern matches would be missing from a
+    wheel: an installed jitlib (Colab) would lack the shipped checkpoint, proxy classifier or result grid."""
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "jitlib"
+    ]
+    package = ROOT / "jitlib"
+    files = [
+        p.relative_to(package).as_posix()
+        for folder in ("assets", "presets")
+        for p in (package / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
+    assert files
+
+    def shipped(name: str) -> bool:  # setuptools globs: '*' stays inside one path segment
+        return any(
+            name.count("/") == pattern.count("/") and fnmatch.fnmatch(name, pattern) for pattern in patterns
+        )
+
+    assert not [name for name in files if not shipped(name)], patterns
