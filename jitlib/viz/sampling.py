@@ -138,36 +138,20 @@ class SamplingExplorer:
             )
         self.denoiser, self.noise, self.labels = denoiser, noise, labels
         self.classifier, self.null_label, self.zoom = classifier, null_label, zoom
-        style = {"description_width": "110px"}
-        layout = widgets.Layout(width="420px")
-        self.steps_slider = widgets.IntSlider(
-            value=settings.steps,
-            min=1,
-            max=max_steps,
-            description="steps",
+        # Every slider redraws only when released (a sample takes a moment) and shares one label width and length.
+        common = dict(
             continuous_update=False,
-            style=style,
-            layout=layout,
+            style={"description_width": "110px"},
+            layout=widgets.Layout(width="420px"),
+        )
+        self.steps_slider = widgets.IntSlider(
+            value=settings.steps, min=1, max=max_steps, description="steps", **common
         )
         self.cfg_slider = widgets.FloatSlider(
-            value=settings.cfg,
-            min=1.0,
-            max=6.0,
-            step=0.25,
-            description="CFG scale ω",
-            continuous_update=False,
-            style=style,
-            layout=layout,
+            value=settings.cfg, min=1.0, max=6.0, step=0.25, description="CFG scale ω", **common
         )
         self.interval_slider = widgets.FloatRangeSlider(
-            value=settings.cfg_interval,
-            min=0.0,
-            max=1.0,
-            step=0.05,
-            description="CFG interval",
-            continuous_update=False,
-            style=style,
-            layout=layout,
+            value=settings.cfg_interval, min=0.0, max=1.0, step=0.05, description="CFG interval", **common
         )
         self.method_buttons = widgets.ToggleButtons(options=["heun", "euler"], value=settings.method)
         self.image = widgets.Image(format="png")
