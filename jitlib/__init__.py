@@ -1,16 +1,16 @@
 """jitlib — pixel-space diffusion with x-prediction (JiT, Li & He 2025): maths, model, training, sampling, evaluation.
 
 The maths of the paper is importable from the top level; the model, trainer and tools live in their own modules
-(``jitlib.model``, ``jitlib.registry``, ``jitlib.train``, ...).
+(``jitlib.nn.model``, ``jitlib.nn.registry``, ``jitlib.training.trainer``, ...).
 """
 
-from jitlib.denoiser import Denoiser
 from jitlib.device import autocast_dtype, default_device, doctor, tier
-from jitlib.interpolation import T_EPS, expand_t, interpolate, sample_t, velocity
-from jitlib.losses import implied_weight, prediction_loss
-from jitlib.oracle import GaussianMixture
-from jitlib.sampling import Trajectory, linear_grid, sample
-from jitlib.targets import (
+from jitlib.diffusion.denoiser import Denoiser
+from jitlib.diffusion.interpolation import T_EPS, expand_t, interpolate, sample_t, velocity
+from jitlib.diffusion.losses import implied_weight, prediction_loss
+from jitlib.diffusion.oracle import GaussianMixture
+from jitlib.diffusion.sampling import Trajectory, linear_grid, sample
+from jitlib.diffusion.targets import (
     TARGETS,
     Prediction,
     Target,

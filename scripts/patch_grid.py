@@ -9,7 +9,7 @@ row × column of the grid, all with the v-loss (the paper's Tab. 2, bottom row):
     columns  x-, ε-, v-prediction
 
 Every cell uses the same recipe (the ``tiny-digits`` preset with the overrides below) and is scored with the offline
-proxy metric of :mod:`jitlib.metrics`: Fréchet distance in the proxy classifier's features and the classifier's
+proxy metric of :mod:`jitlib.evaluation.metrics`: Fréchet distance in the proxy classifier's features and the classifier's
 accuracy on class-conditional samples. ``EXTRA_RUNS`` adds single cells trained 3× longer and other seeds. The file
 keeps, per run, the metrics, the loss curve and ten samples as uint8 lists; chapter 5 loads it.
 
@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from jitlib.config import Config, DataConfig, load_config
-from jitlib.data import digits, unit_to_uint8
-from jitlib.generate import class_labels, generate, load_generator
-from jitlib.metrics import PROXY_VERSION, ProxyClassifier, proxy_classifier
-from jitlib.targets import TARGETS
-from jitlib.train import Trainer
+from jitlib.diffusion.targets import TARGETS
+from jitlib.evaluation.generate import class_labels, generate, load_generator
+from jitlib.evaluation.metrics import PROXY_VERSION, ProxyClassifier, proxy_classifier
+from jitlib.training.config import Config, DataConfig, load_config
+from jitlib.training.data import digits, unit_to_uint8
+from jitlib.training.trainer import Trainer
 
 FORMAT = "jitlib-patch-grid/1"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "jitlib" / "assets" / "patch_grid.json"

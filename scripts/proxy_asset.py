@@ -13,9 +13,9 @@ import tempfile
 
 import torch
 
-from jitlib.config import DataConfig
+from jitlib.evaluation.metrics import PROXY_ASSET_DIR, proxy_classifier, proxy_key, save_proxy
 from jitlib.integrity import write_sums
-from jitlib.metrics import PROXY_ASSET_DIR, proxy_classifier, proxy_key, save_proxy
+from jitlib.training.config import DataConfig
 
 
 def main() -> None:

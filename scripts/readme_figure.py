@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from jitlib.toy import stored_grid
+from jitlib.book.toy import stored_grid
 
 OUT = Path(__file__).resolve().parents[1] / "book" / "_assets" / "readme" / "spiral.png"
 NAMES = {"x": "x-prediction", "eps": "ε-prediction", "v": "v-prediction"}

@@ -1,6 +1,6 @@
 """Regenerate data/results/spiral_grid.json: the paper's toy (§3.3, Fig. 2) for D ∈ {2, 8, 16, 512} × {x, ε, v}.
 
-Every cell trains jitlib.toy.ToyMLP with the default ToyConfig (8,000 Adam steps, batch 256, v-loss, uniform t) and
+Every cell trains jitlib.book.toy.ToyMLP with the default ToyConfig (8,000 Adam steps, batch 256, v-loss, uniform t) and
 measures its samples (chapter 4 loads the file). About 1–3 CPU-minutes per cell on one thread; the whole grid about
 half an hour on a quiet 2-core machine. Usage:
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from jitlib.targets import TARGETS
-from jitlib.toy import PAPER_DIMS, ToyConfig, claim_ratios, run_grid, save_grid
+from jitlib.book.toy import PAPER_DIMS, ToyConfig, claim_ratios, run_grid, save_grid
+from jitlib.diffusion.targets import TARGETS
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "results" / "spiral_grid.json"
 

@@ -1,9 +1,9 @@
-"""Regenerate a checkpoint shipped in jitlib/assets (default: digits-small) with jitlib.pretrained.train_checkpoint.
+"""Regenerate a checkpoint shipped in jitlib/assets (default: digits-small) with jitlib.artifact.train_checkpoint.
 
     python scripts/train_small_checkpoint.py                      # ~12 min on 1 busy CPU thread; rewrites the assets
     python scripts/train_small_checkpoint.py --out /tmp/ds --override train.steps=20   # a quick dry run elsewhere
 
-The same function trains the checkpoint when ``jitlib.pretrained.load_or_train(name, train=True)`` is called or the
+The same function trains the checkpoint when ``jitlib.artifact.load_or_train(name, train=True)`` is called or the
 shipped files are missing. One thread is the default: on a shared 2-core machine a second thread made each step
 several times slower (threads spinning against other processes), and fp32 CPU results do not depend on it.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from jitlib.pretrained import ASSET_DIR, RECIPES, SUMS_FILE, train_checkpoint, verify
+from jitlib.artifact import ASSET_DIR, RECIPES, SUMS_FILE, train_checkpoint, verify
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,8 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """``smoke_run(*overrides)`` trains the smoke-digits preset with those overrides into a fresh folder, returns it."""
-    from jitlib.config import load_config
-    from jitlib.train import Trainer
+    from jitlib.training.config import load_config
+    from jitlib.training.trainer import Trainer
 
     def train(*overrides: str) -> Path:
         out = tmp_path_factory.mktemp("run")

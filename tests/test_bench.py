@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from jitlib import bench
-from jitlib.bench import (
+from jitlib.cli import bench
+from jitlib.cli.bench import (
     BenchOptions,
     bench_config,
     bench_sampling,
@@ -26,7 +26,7 @@ from jitlib.bench import (
     to_markdown,
     write_results,
 )
-from jitlib.precision import Precision
+from jitlib.training.precision import Precision
 
 # A 1-block, 32-wide JiT on 16×16 images (4 tokens of 8×8 + 2 class tokens): every measurement takes milliseconds.
 TINY_ARCH = dict(depth=1, hidden_size=32, num_heads=2, bottleneck_dim=8, in_context_len=2, in_context_start=0)
@@ -46,7 +46,7 @@ CPU = torch.device("cpu")
 )
 def test_peaks_come_from_the_budget_table(name: str, tflops: float) -> None:
     peak, source = peak_flops(name)
-    assert peak == tflops * 1e12 and "jitlib.budget.DEVICES" in source
+    assert peak == tflops * 1e12 and "jitlib.training.budget.DEVICES" in source
 
 
 @pytest.mark.parametrize("name", ["NVIDIA H100 PCIe", "NVIDIA H100 NVL", "NVIDIA A10G", "Some Future GPU"])

@@ -1,14 +1,14 @@
 """Budget estimates: the activation formula equals what autograd really saves (CPU), and the memory, FLOP and time
-formulas are consistent with each other, with jitlib.flops and with the sampler they describe."""
+formulas are consistent with each other, with jitlib.nn.flops and with the sampler they describe."""
 
 import math
 
 import pytest
 import torch
 
-from jitlib import budget
-from jitlib.flops import count_params, forward_flops
-from jitlib.registry import create_model, get_config
+from jitlib.nn.flops import count_params, forward_flops
+from jitlib.nn.registry import create_model, get_config
+from jitlib.training import budget
 
 # Small networks that exercise every term of the formula: bottleneck or plain patch embedding, with and without
 # in-context tokens, dropout in the middle blocks, fp32 attention logits, one channel, no classes, odd widths.

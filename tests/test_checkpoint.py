@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from jitlib import checkpoint as ckpt
-from jitlib.ema import EMA
+from jitlib.training import checkpoint as ckpt
+from jitlib.training.ema import EMA
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:

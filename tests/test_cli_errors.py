@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from jitlib.checkpoint import load_checkpoint
 from jitlib.cli import main
+from jitlib.training.checkpoint import load_checkpoint
 
 TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 digits)
     "train.batch_size=8",

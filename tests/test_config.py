@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jitlib.checkpoint import check_same_run
-from jitlib.config import (
+from jitlib.training.checkpoint import check_same_run
+from jitlib.training.config import (
     Config,
     apply_overrides,
     coerce,

@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
-from jitlib import conventions as C
-from jitlib.interpolation import interpolate
-from jitlib.oracle import GaussianMixture
-from jitlib.sampling import sample
-from jitlib.targets import Prediction
+from jitlib.book import conventions as C
+from jitlib.diffusion.interpolation import interpolate
+from jitlib.diffusion.oracle import GaussianMixture
+from jitlib.diffusion.sampling import sample
+from jitlib.diffusion.targets import Prediction
 
 SHAPE = (3, 4, 4)
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from jitlib.config import DataConfig
-from jitlib.data import (
+from jitlib.training.config import DataConfig
+from jitlib.training.data import (
     DataError,
     ImageFolder,
     ResumableSampler,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from jitlib.checkpoint import load_checkpoint
+from jitlib.training.checkpoint import load_checkpoint
 
 TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 digits)
     "data.flip=true",  # exercise the per-sample flip too

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from jitlib.exercises import ch06
+from jitlib.book.exercises import ch06
 
 
 def rms_norm(x, w, eps):

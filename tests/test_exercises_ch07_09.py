@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from jitlib.exercises import ch07, ch08, ch09
+from jitlib.book.exercises import ch07, ch08, ch09
 
 
 def ema_update(ema, param, decay):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jitlib.exercises import ch10
+from jitlib.book.exercises import ch10
 
 
 def batch_and_lr(nodes, gpus, per_gpu, blr):
@@ -47,7 +47,7 @@ def test_batch_and_lr_mistakes_are_named(wrong, message) -> None:
         (lambda p, k: (16 + 4 * k) * p / 2, "stay fp32"),
         (lambda p, k: (16 + 4 * k) * p / 1e9, "not GB"),
         (lambda p, k: "lots", "return a number"),
-        (lambda p, k: (16 + 4 * k) * p + 1e6, "jitlib.budget counts"),
+        (lambda p, k: (16 + 4 * k) * p + 1e6, "jitlib.training.budget counts"),
     ],
 )
 def test_state_memory_mistakes_are_named(wrong, message) -> None:

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from jitlib.exercises import ch01, ch02, ch03
-from jitlib.targets import x_to_v
+from jitlib.book.exercises import ch01, ch02, ch03
+from jitlib.diffusion.targets import x_to_v
 
 
 def _bt(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -20,7 +20,7 @@ def _euler(net, noise, steps, clip=0.05):
 
 
 def _loop_with_jitlib(net, noise, steps):
-    """Chapter 1's own Euler loop, built on jitlib.targets.x_to_v."""
+    """Chapter 1's own Euler loop, built on jitlib.diffusion.targets.x_to_v."""
     z = noise
     for i in range(steps):
         t = torch.full((z.shape[0],), i / steps)

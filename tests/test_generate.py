@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from jitlib.cli import main
-from jitlib.generate import (
+from jitlib.evaluation.generate import (
     class_labels,
     generate,
     load_generator,
@@ -19,7 +19,7 @@ from jitlib.generate import (
     save_npz,
     save_pngs,
 )
-from jitlib.weights import save_pretrained
+from jitlib.nn.weights import save_pretrained
 
 TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 digits)
     "train.steps=4",

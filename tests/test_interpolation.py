@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from jitlib.interpolation import T_EPS, expand_t, interpolate, sample_t, velocity
+from jitlib.diffusion.interpolation import T_EPS, expand_t, interpolate, sample_t, velocity
 
 
 def _data(shape=(5, 3, 4, 4), seed=0):

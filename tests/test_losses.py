@@ -6,11 +6,11 @@ import itertools
 import pytest
 import torch
 
-from jitlib.denoiser import Denoiser
-from jitlib.interpolation import T_EPS, interpolate
-from jitlib.losses import implied_weight, per_sample_mse, prediction_loss
-from jitlib.oracle import GaussianMixture
-from jitlib.targets import TARGETS, convert
+from jitlib.diffusion.denoiser import Denoiser
+from jitlib.diffusion.interpolation import T_EPS, interpolate
+from jitlib.diffusion.losses import implied_weight, per_sample_mse, prediction_loss
+from jitlib.diffusion.oracle import GaussianMixture
+from jitlib.diffusion.targets import TARGETS, convert
 
 CELLS = list(itertools.product(TARGETS, TARGETS))  # (prediction space, loss space)
 

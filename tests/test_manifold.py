@@ -1,10 +1,10 @@
-"""jitlib.manifold: patches, PCA spectra, effective dimension and the rank-k (bottleneck) bound."""
+"""jitlib.book.manifold: patches, PCA spectra, effective dimension and the rank-k (bottleneck) bound."""
 
 import numpy as np
 import pytest
 import torch
 
-from jitlib.manifold import (
+from jitlib.book.manifold import (
     cumulative_variance,
     effective_dimension,
     image_patches,

@@ -12,10 +12,10 @@ import scipy.linalg
 import torch
 from PIL import Image
 
-from jitlib import metrics
-from jitlib.config import DataConfig, load_config
-from jitlib.data import digits, stack_dataset
-from jitlib.train import Trainer
+from jitlib.evaluation import metrics
+from jitlib.training.config import DataConfig, load_config
+from jitlib.training.data import digits, stack_dataset
+from jitlib.training.trainer import Trainer
 
 
 def random_spd(rng: np.random.Generator, d: int) -> np.ndarray:

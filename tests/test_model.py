@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from jitlib.model import (
+from jitlib.nn.model import (
     JiT,
     JiTConfig,
     VisionRotaryEmbedding,

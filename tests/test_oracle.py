@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from jitlib.interpolation import interpolate
-from jitlib.oracle import GaussianMixture
+from jitlib.diffusion.interpolation import interpolate
+from jitlib.diffusion.oracle import GaussianMixture
 
 
 def _mixture_1d():

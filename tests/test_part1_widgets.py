@@ -8,16 +8,16 @@ import pytest
 import torch
 from PIL import Image
 
-from jitlib.interpolation import interpolate, logit_normal_pdf, sample_t
-from jitlib.losses import implied_weight
-from jitlib.manifold import cumulative_variance, effective_dimension, retained_variance
-from jitlib.viz.part1 import (
+from jitlib.book.manifold import cumulative_variance, effective_dimension, retained_variance
+from jitlib.book.viz.part1 import (
     SpectrumExplorer,
     TargetExplorer,
     spectrum_figure,
     target_grid_figure,
     target_view,
 )
+from jitlib.diffusion.interpolation import interpolate, logit_normal_pdf, sample_t
+from jitlib.diffusion.losses import implied_weight
 
 pytest.importorskip("ipywidgets")
 

@@ -7,16 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from jitlib.denoiser import Denoiser
-from jitlib.registry import create_model
-from jitlib.sampling import guidance_active, linear_grid, sample
-from jitlib.viz.sampling import (
+from jitlib.book.viz.sampling import (
     CountingDenoiser,
     SamplerSettings,
     SamplingExplorer,
     sampling_grid_figure,
     sampling_view,
 )
+from jitlib.diffusion.denoiser import Denoiser
+from jitlib.diffusion.sampling import guidance_active, linear_grid, sample
+from jitlib.nn.registry import create_model
 
 pytest.importorskip("ipywidgets")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from jitlib.data import digits
-from jitlib.exercises import ch05
-from jitlib.metrics import train_proxy
-from jitlib.model import unpatchify
+from jitlib.book.exercises import ch05
+from jitlib.evaluation.metrics import train_proxy
+from jitlib.nn.model import unpatchify
+from jitlib.training.data import digits
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID_FILE = resources.files("jitlib") / "assets" / "patch_grid.json"

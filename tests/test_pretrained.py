@@ -5,9 +5,8 @@ import shutil
 import pytest
 import torch
 
-from jitlib import pretrained
-from jitlib.generate import class_labels, generate, load_generator
-from jitlib.pretrained import (
+from jitlib import artifact as pretrained
+from jitlib.artifact import (
     ASSET_DIR,
     CONFIG_FILE,
     RECIPES,
@@ -19,7 +18,8 @@ from jitlib.pretrained import (
     variant_file,
     verify,
 )
-from jitlib.train import Trainer
+from jitlib.evaluation.generate import class_labels, generate, load_generator
+from jitlib.training.trainer import Trainer
 
 SHIPPED = ASSET_DIR / "digits-small"
 # A two-step, two-block version of the recipe: the same code path in seconds.

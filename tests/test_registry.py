@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from jitlib.flops import count_params, forward_flops
-from jitlib.model import JiT
-from jitlib.registry import MODEL_REGISTRY, add_models_parser, create_model, get_config, models_table
+from jitlib.nn.flops import count_params, forward_flops
+from jitlib.nn.model import JiT
+from jitlib.nn.registry import MODEL_REGISTRY, add_models_parser, create_model, get_config, models_table
 
 torch.set_num_threads(1)
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from jitlib.denoiser import Denoiser
-from jitlib.oracle import GaussianMixture
-from jitlib.sampling import Trajectory, guidance_active, linear_grid, sample
+from jitlib.diffusion.denoiser import Denoiser
+from jitlib.diffusion.oracle import GaussianMixture
+from jitlib.diffusion.sampling import Trajectory, guidance_active, linear_grid, sample
 
 STEPS = (4, 8, 16, 32, 64)
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import jitlib.model
-from jitlib.bench import (
+import jitlib.nn.model
+from jitlib.cli.bench import (
     conv_patch_embed,
     explicit_fp32_attention,
     one_guided_step,
@@ -20,11 +20,11 @@ from jitlib.bench import (
     sdpa_fp32,
     two_pass_cfg,
 )
-from jitlib.denoiser import Denoiser
-from jitlib.ema import EMA
-from jitlib.model import JiT
-from jitlib.registry import create_model
-from jitlib.sampling import sample
+from jitlib.diffusion.denoiser import Denoiser
+from jitlib.diffusion.sampling import sample
+from jitlib.nn.model import JiT
+from jitlib.nn.registry import create_model
+from jitlib.training.ema import EMA
 
 F32_RTOL = 1e-5
 BF16_RTOL = 2.0**-7
@@ -88,7 +88,7 @@ def test_network_with_sdpa_equals_network_with_explicit_attention(monkeypatch: p
     net, (x, t, y) = random_net(), inputs()
     fast = net(x, t, y)
     monkeypatch.setattr(
-        jitlib.model.F,
+        jitlib.nn.model.F,
         "scaled_dot_product_attention",
         lambda q, k, v, dropout_p=0.0: explicit_fp32_attention(q, k, v),
     )

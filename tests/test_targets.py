@@ -5,9 +5,9 @@ import itertools
 import pytest
 import torch
 
-from jitlib.denoiser import Denoiser
-from jitlib.interpolation import T_EPS, interpolate
-from jitlib.targets import (
+from jitlib.diffusion.denoiser import Denoiser
+from jitlib.diffusion.interpolation import T_EPS, interpolate
+from jitlib.diffusion.targets import (
     TARGETS,
     Prediction,
     convert,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from jitlib.exercises import ch04
-from jitlib.toy import (
+from jitlib.book.exercises import ch04
+from jitlib.book.toy import (
     PAPER_DIMS,
     SPIRAL_INNER_RADIUS,
     SPIRAL_WIDTH,

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from jitlib.checkpoint import LAST, load_checkpoint
-from jitlib.config import DiffusionConfig, load_config
-from jitlib.generate import load_generator
-from jitlib.train import Trainer, TrainingDiverged, draw_noise, learning_rate, model_kwargs
+from jitlib.evaluation.generate import load_generator
+from jitlib.training.checkpoint import LAST, load_checkpoint
+from jitlib.training.config import DiffusionConfig, load_config
+from jitlib.training.trainer import Trainer, TrainingDiverged, draw_noise, learning_rate, model_kwargs
 
 # A 1-block, 32-wide JiT on 16×16 digits (4 tokens of 8×8): a training step takes milliseconds.
 TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 digits)

@@ -15,10 +15,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jitlib.flops import count_params
-from jitlib.model import JiTConfig
-from jitlib.registry import create_model, get_config
-from jitlib.weights import from_pretrained, load_official, official_to_jitlib, save_pretrained
+from jitlib.nn.flops import count_params
+from jitlib.nn.model import JiTConfig
+from jitlib.nn.registry import create_model, get_config
+from jitlib.nn.weights import from_pretrained, load_official, official_to_jitlib, save_pretrained
 
 torch.set_num_threads(1)
 

@@ -1,0 +1,1 @@
+"""Evaluation: generating samples from a trained model and measuring them."""

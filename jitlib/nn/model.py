@@ -1,0 +1,515 @@
+"""The JiT network ("Just image Transformers", Li & He 2025, Fig. 3 and §4.4).
+
+A plain DiT-style Transformer on raw pixel patches that predicts the clean image x̂:
+
+    patches --BottleneckPatchEmbed--> tokens (+ fixed 2-D sin-cos pos_embed)
+            --JiTBlock × depth-->     (class tokens prepended before block `in_context_start`)
+            --FinalLayer-->           per-token p·p·C pixels --unpatchify--> x̂
+
+conditioned on c = TimestepEmbedder(t) + LabelEmbedder(y) through adaLN-Zero. Parameter names and every
+layout detail (sin-cos order, RoPE channel order, unpatchify order, chunk orders) follow the official
+`LTH14/JiT` code, so its state dicts load with the `net.` prefix stripped (see `jitlib.nn.weights`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class JiTConfig:
+    """Hyper-parameters of a JiT network; argument names follow the official constructor.
+
+    `bottleneck_dim=None` gives a plain linear patch embedding; `num_classes=0` gives an unconditional
+    network (labels are ignored). `attn_fp32_logits=True` computes attention in float32 even under
+    autocast, as the official code does (a legacy choice that suppressed loss spikes for v/ε-prediction,
+    LTH14/JiT issue #15); the default runs SDPA in the input dtype, faster and leaner.
+    """
+
+    input_size: int = 256
+    patch_size: int = 16
+    in_channels: int = 3
+    hidden_size: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    bottleneck_dim: int | None = 128
+    num_classes: int = 1000
+    in_context_len: int = 32
+    in_context_start: int = 4
+    attn_drop: float = 0.0
+    proj_drop: float = 0.0
+    attn_fp32_logits: bool = False
+
+    def __post_init__(self) -> None:
+        positive = ("input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"JiTConfig.{name} must be a positive int, got {value!r}")
+        if self.input_size % self.patch_size:
+            raise ValueError(
+                f"image size {self.input_size} is not divisible by patch size {self.patch_size}; "
+                f"use a multiple of {self.patch_size}"
+            )
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.hidden_size % 4:
+            raise ValueError(f"hidden_size {self.hidden_size} must be divisible by 4 (2-D sin-cos table)")
+        if self.head_dim % 4:
+            raise ValueError(
+                f"head dim {self.head_dim} (hidden_size/num_heads) must be divisible by 4 (2-D RoPE)"
+            )
+        if self.bottleneck_dim is not None and self.bottleneck_dim <= 0:
+            raise ValueError(f"bottleneck_dim must be a positive int or None, got {self.bottleneck_dim!r}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0 = unconditional), got {self.num_classes}")
+        if self.in_context_len < 0:
+            raise ValueError(f"in_context_len must be >= 0, got {self.in_context_len}")
+        if self.in_context_len > 0 and not 0 <= self.in_context_start < self.depth:
+            raise ValueError(
+                f"in_context_start {self.in_context_start} must be in [0, depth={self.depth}) "
+                f"when in_context_len > 0"
+            )
+        for name in ("attn_drop", "proj_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"JiTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def grid_size(self) -> int:
+        """Tokens per image side, n = input_size / patch_size."""
+        return self.input_size // self.patch_size
+
+    @property
+    def head_dim(self) -> int:
+        """Channels per attention head, hidden_size / num_heads."""
+        return self.hidden_size // self.num_heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        """SwiGLU hidden width int(int(D·mlp_ratio)·2/3), keeping parameters ≈ a 4D GELU MLP."""
+        return int(int(self.hidden_size * self.mlp_ratio) * 2 / 3)
+
+    def has_dropout(self, block: int) -> bool:
+        """Whether block `block` uses dropout: only the middle half, depth//4 ≤ i < (depth//4)·3 (official)."""
+        return self.depth // 4 <= block < (self.depth // 4) * 3
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fixed tables and layout helpers
+# ----------------------------------------------------------------------------------------------------
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN modulation x·(1 + scale) + shift, with (B, D) shift/scale broadcast over tokens."""
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+def sincos_pos_embed_2d(dim: int, grid_size: int, device: torch.device | str | None = None) -> Tensor:
+    """Fixed 2-D sin-cos table (n², dim): [sin(col·ω), cos(col·ω), sin(row·ω), cos(row·ω)], ω_k = 10000^(−k/(dim/4)).
+
+    Row-major tokens (index = row·n + col). The first half encodes the *column* index, as in the official
+    (MAE) code whose meshgrid puts w first. Computed in float64 like the official numpy code.
+    """
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64, device=device) / (dim / 4))
+    positions = torch.arange(grid_size, dtype=torch.float64, device=device)
+    row, col = torch.meshgrid(positions, positions, indexing="ij")
+
+    def one_axis(pos: Tensor) -> Tensor:
+        angles = pos.reshape(-1, 1) * omega
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([one_axis(col), one_axis(row)], dim=1).float()
+
+
+def rope_tables(
+    head_dim: int, grid_size: int, theta: float = 10000.0, device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor]:
+    """2-D axial RoPE tables cos, sin of shape (n², head_dim), angle row·f_j | col·f_j, f_j = θ^(−2j/(head_dim/2)).
+
+    Each frequency is repeated for an adjacent channel pair ([f0, f0, f1, f1, …]); the first head_dim/2
+    channels rotate by the row index and the last head_dim/2 by the column index (official layout,
+    opposite to the sin-cos pos_embed). Float32 throughout, as the official tables.
+    """
+    axis_dim = head_dim // 2
+    freqs = 1.0 / theta ** (torch.arange(0, axis_dim, 2, device=device).float() / axis_dim)
+    freqs = freqs.repeat_interleave(2)  # (head_dim/2,)
+    positions = torch.arange(grid_size, device=device).float()
+    row, col = torch.meshgrid(positions, positions, indexing="ij")
+    angles = torch.cat([row.reshape(-1, 1) * freqs, col.reshape(-1, 1) * freqs], dim=1)
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """Rotate adjacent channel pairs by 90°: (x_{2i}, x_{2i+1}) → (−x_{2i+1}, x_{2i}) (interleaved / GPT-J style)."""
+    pairs = rearrange(x, "... (d two) -> ... d two", two=2)
+    even, odd = pairs.unbind(-1)
+    return rearrange(torch.stack([-odd, even], dim=-1), "... d two -> ... (d two)")
+
+
+def autocast_disabled(device: torch.device) -> contextlib.AbstractContextManager:
+    """A context with autocast off on `device` (a no-op where autocast does not exist, e.g. meta)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def unpatchify(tokens: Tensor, patch_size: int, channels: int) -> Tensor:
+    """(B, n², p·p·C) → (B, C, n·p, n·p): pixel (c, row·p+i, col·p+j) = token row·n+col, channel (i·p+j)·C+c.
+
+    The per-token layout is (p, p, C) with C fastest — not the (C, p, p) layout of the input conv.
+    """
+    n = math.isqrt(tokens.shape[1])
+    return rearrange(
+        tokens, "b (h w) (p q c) -> b c (h p) (w q)", h=n, w=n, p=patch_size, q=patch_size, c=channels
+    )
+
+
+def timestep_embedding(t: Tensor, dim: int = 256, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal features [cos(t·f_k), sin(t·f_k)], f_k = max_period^(−k/(dim/2)), of the raw t ∈ [0, 1] (cos first)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Components (Fig. 3)
+# ----------------------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    """w ⊙ x / sqrt(mean(x²) + eps), computed in float32 and cast back to the input dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight * normed).to(x.dtype)
+
+
+def patchify(x: Tensor, patch_size: int) -> Tensor:
+    """(B, C, n·p, n·p) → (B, n², C·p·p): token row·n+col holds its patch in a conv weight's (C, p, p) order."""
+    return rearrange(x, "b c (h p) (w q) -> b (h w) (c p q)", p=patch_size, q=patch_size)
+
+
+class BottleneckPatchEmbed(nn.Module):
+    """Low-rank patch embedding W₂·(W₁·patch) + b: p·p·C → d′ (no bias) → D, as the official Conv2d pair."""
+
+    def __init__(self, in_channels: int, patch_size: int, bottleneck_dim: int, hidden_size: int) -> None:
+        super().__init__()
+        # A conv with kernel = stride = p is a per-patch linear map; kept as convs so official weights load.
+        self.proj1 = nn.Conv2d(in_channels, bottleneck_dim, patch_size, stride=patch_size, bias=False)
+        self.proj2 = nn.Conv2d(bottleneck_dim, hidden_size, 1, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Computed as two matmuls on the patches, not as the convs: faster, and already in token layout.
+        patches = patchify(x, self.proj1.kernel_size[0])
+        return F.linear(
+            F.linear(patches, self.proj1.weight.flatten(1)), self.proj2.weight.flatten(1), self.proj2.bias
+        )
+
+
+class PatchEmbed(nn.Module):
+    """Plain linear patch embedding W·patch + b: p·p·C → D (the "no bottleneck" ablation)."""
+
+    def __init__(self, in_channels: int, patch_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # One matmul on the patches, as in BottleneckPatchEmbed.
+        return F.linear(patchify(x, self.proj.kernel_size[0]), self.proj.weight.flatten(1), self.proj.bias)
+
+
+class TimestepEmbedder(nn.Module):
+    """t ↦ Linear(SiLU(Linear(timestep_embedding(t)))): raw t ∈ [0, 1] to a D-dim vector."""
+
+    def __init__(self, hidden_size: int, frequency_dim: int = 256) -> None:
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
+        )
+
+    def forward(self, t: Tensor) -> Tensor:
+        features = timestep_embedding(t, self.frequency_dim)  # float32; match a network cast to another dtype
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
+
+
+class LabelEmbedder(nn.Module):
+    """y ↦ table[y] with num_classes + 1 rows; row `num_classes` is the null label used for CFG."""
+
+    def __init__(self, num_classes: int, hidden_size: int) -> None:
+        super().__init__()
+        self.embedding_table = nn.Embedding(num_classes + 1, hidden_size)
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.embedding_table(y)
+
+
+class VisionRotaryEmbedding(nn.Module):
+    """2-D axial RoPE: x ↦ x·cos + rotate_half(x)·sin per image token; prefix (class) tokens are not rotated.
+
+    The tables are non-persistent float32 buffers (not in the state dict). They are recomputed whenever the
+    module is moved or materialised (`to`, `to_empty`, `cuda`, `half`, ...), so a network built on the meta
+    device and then materialised has valid tables, and a dtype cast keeps them in float32.
+    """
+
+    def __init__(self, head_dim: int, grid_size: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        self.head_dim, self.grid_size, self.theta = head_dim, grid_size, theta
+        self.register_buffer("cos", torch.empty(grid_size**2, head_dim), persistent=False)
+        self.register_buffer("sin", torch.empty(grid_size**2, head_dim), persistent=False)
+        self.reset_tables()
+
+    def reset_tables(self) -> None:
+        """Recompute cos/sin on the buffers' current device."""
+        self.cos, self.sin = rope_tables(self.head_dim, self.grid_size, self.theta, device=self.cos.device)
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> VisionRotaryEmbedding:
+        # torch's hook behind every move/cast; recomputing here is what makes meta → to_empty safe.
+        super()._apply(fn, recurse)
+        self.reset_tables()
+        return self
+
+    def forward(self, x: Tensor, num_prefix: int = 0) -> Tensor:
+        """Rotate x (B, heads, num_prefix + n², head_dim); the first `num_prefix` tokens get cos = 1, sin = 0."""
+        prefix, tokens = x[:, :, :num_prefix], x[:, :, num_prefix:]
+        # Type promotion with the float32 tables computes the rotation in (at least) float32, as officially.
+        rotated = tokens * self.cos + rotate_half(tokens) * self.sin
+        return torch.cat([prefix, rotated.to(x.dtype)], dim=2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention softmax(q̃·k̃ᵀ/√d)·v with q̃, k̃ = RoPE(RMSNorm(q)), RoPE(RMSNorm(k))."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        fp32_logits: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.attn_drop = attn_drop
+        self.fp32_logits = fp32_logits
+        head_dim = dim // num_heads
+        self.q_norm = RMSNorm(head_dim)  # registered first: the official state-dict order
+        self.k_norm = RMSNorm(head_dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=True)
+        self.proj = nn.Linear(dim, dim, bias=True)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor, rope: VisionRotaryEmbedding, num_prefix: int) -> Tensor:
+        # qkv output channels are laid out (3, heads, head_dim): all q heads, then k, then v.
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        q, k = rope(self.q_norm(q), num_prefix), rope(self.k_norm(k), num_prefix)
+        dropout_p = self.attn_drop if self.training else 0.0
+        if self.fp32_logits:
+            with autocast_disabled(x.device):
+                out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p)
+            out = out.to(v.dtype)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        return self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
+
+
+class SwiGLUFFN(nn.Module):
+    """SwiGLU MLP W₃·(SiLU(gate) ⊙ value) with [gate, value] = W₁₂·x (all with biases)."""
+
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.w12 = nn.Linear(dim, 2 * hidden, bias=True)
+        self.ffn_dropout = nn.Dropout(drop)
+        self.w3 = nn.Linear(hidden, dim, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, value = self.w12(x).chunk(2, dim=-1)
+        return self.w3(self.ffn_dropout(F.silu(gate) * value))
+
+
+class JiTBlock(nn.Module):
+    """adaLN-Zero block: x += g₁·Attn(mod(RMSNorm(x))), then x += g₂·MLP(mod(RMSNorm(x))), (shift, scale, g) from c."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_hidden: int,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        fp32_logits: bool = False,
+    ) -> None:
+        super().__init__()
+        self.norm1 = RMSNorm(dim)
+        self.attn = Attention(dim, num_heads, attn_drop, proj_drop, fp32_logits)
+        self.norm2 = RMSNorm(dim)
+        self.mlp = SwiGLUFFN(dim, mlp_hidden, proj_drop)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, bias=True))
+
+    def forward(self, x: Tensor, c: Tensor, rope: VisionRotaryEmbedding, num_prefix: int) -> Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(
+            6, dim=-1
+        )
+        x = x + gate_msa.unsqueeze(1) * self.attn(
+            modulate(self.norm1(x), shift_msa, scale_msa), rope, num_prefix
+        )
+        x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class FinalLayer(nn.Module):
+    """Head Linear(mod(RMSNorm(x), shift, scale)) → p·p·C pixels per token, (shift, scale) from c."""
+
+    def __init__(self, dim: int, patch_size: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm_final = RMSNorm(dim)
+        self.linear = nn.Linear(dim, patch_size * patch_size * out_channels, bias=True)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim, bias=True))
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The network
+# ----------------------------------------------------------------------------------------------------
+
+
+class JiT(nn.Module):
+    """x̂ = JiT(x, t, y): the clean-image prediction for a noisy image x at time t ∈ [0, 1] and label y.
+
+    Built on the current default device (`with torch.device("meta"): JiT(cfg)` works for any size);
+    `generator` seeds the initialisation. y = `num_classes` (or y = None) is the null label; an
+    unconditional network (`num_classes=0`) ignores y.
+    """
+
+    def __init__(self, config: JiTConfig, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config
+        device = torch.get_default_device()
+        # Build on meta, then materialise: skips torch's default init (it would draw from the global RNG
+        # and be overwritten by `initialize_weights` anyway) and makes huge models cheap to construct.
+        with torch.device("meta"):
+            self.pos_embed = nn.Parameter(
+                torch.empty(1, cfg.grid_size**2, cfg.hidden_size), requires_grad=False
+            )
+            if cfg.in_context_len > 0:
+                self.in_context_posemb = nn.Parameter(torch.empty(1, cfg.in_context_len, cfg.hidden_size))
+            self.t_embedder = TimestepEmbedder(cfg.hidden_size)
+            self.y_embedder = LabelEmbedder(cfg.num_classes, cfg.hidden_size)
+            if cfg.bottleneck_dim is None:
+                self.x_embedder = PatchEmbed(cfg.in_channels, cfg.patch_size, cfg.hidden_size)
+            else:
+                self.x_embedder = BottleneckPatchEmbed(
+                    cfg.in_channels, cfg.patch_size, cfg.bottleneck_dim, cfg.hidden_size
+                )
+            self.rope = VisionRotaryEmbedding(cfg.head_dim, cfg.grid_size)
+            self.blocks = nn.ModuleList(
+                JiTBlock(
+                    cfg.hidden_size,
+                    cfg.num_heads,
+                    cfg.mlp_hidden,
+                    attn_drop=cfg.attn_drop if cfg.has_dropout(i) else 0.0,
+                    proj_drop=cfg.proj_drop if cfg.has_dropout(i) else 0.0,
+                    fp32_logits=cfg.attn_fp32_logits,
+                )
+                for i in range(cfg.depth)
+            )
+            self.final_layer = FinalLayer(cfg.hidden_size, cfg.patch_size, cfg.in_channels)
+        # Initialise where the generator lives, then move: a seed gives the same weights on every device.
+        init_device = device if generator is None or device.type == "meta" else generator.device
+        self.to_empty(device=init_device)
+        if device.type != "meta":  # meta tensors hold no values to initialise
+            self.initialize_weights(generator)
+        self.to(device)
+
+    @torch.no_grad()
+    def initialize_weights(self, generator: torch.Generator | None = None) -> None:
+        """The official initialisation; the zero adaLN and head make the untrained network output x̂ = 0."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight, generator=generator)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Conv2d):  # patch embedding: Xavier as if it were the linear map it is
+                nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1), generator=generator)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, RMSNorm):
+                nn.init.ones_(module.weight)
+        table = sincos_pos_embed_2d(
+            self.config.hidden_size, self.config.grid_size, device=self.pos_embed.device
+        )
+        self.pos_embed.copy_(table.unsqueeze(0))
+        if self.config.in_context_len > 0:
+            nn.init.normal_(self.in_context_posemb, std=0.02, generator=generator)
+        nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02, generator=generator)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02, generator=generator)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02, generator=generator)
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def _labels(self, y: Tensor | None, batch: int, device: torch.device) -> Tensor:
+        """Label ids to embed: y itself, the null label for y = None, always the null row if unconditional."""
+        nc = self.config.num_classes
+        if y is None or nc == 0:
+            return torch.full((batch,), nc, dtype=torch.long, device=device)
+        if y.shape != (batch,) or y.is_floating_point() or y.is_complex():
+            raise ValueError(
+                f"y must be an integer tensor of shape ({batch},), got {y.dtype} {tuple(y.shape)}"
+            )
+        # Data-dependent check: eager only (it would break a compiled graph and means nothing on meta).
+        if not torch.compiler.is_compiling() and y.device.type != "meta":
+            bad = y[(y < 0) | (y > nc)]
+            if bad.numel():
+                raise ValueError(
+                    f"class id {bad[0].item()} out of range: valid ids are 0..{nc - 1}, and {nc} for the null label"
+                )
+        return y
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """x̂ of shape (B, C, H, W) from x (B, C, H, W), t (B,) or scalar in [0, 1], y (B,) long or None."""
+        cfg = self.config
+        expected = (cfg.in_channels, cfg.input_size, cfg.input_size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+        batch = x.shape[0]
+        if t.ndim == 0:
+            t = t.expand(batch)
+        if t.shape != (batch,):
+            raise ValueError(f"t must have shape ({batch},) or (), got {tuple(t.shape)}")
+        y_emb = self.y_embedder(self._labels(y, batch, x.device))
+        c = self.t_embedder(t) + y_emb
+
+        h = self.x_embedder(x) + self.pos_embed
+        num_prefix = 0
+        for i, block in enumerate(self.blocks):
+            if cfg.in_context_len > 0 and i == cfg.in_context_start:
+                # L copies of the label embedding (not c), each with its own learned position, prepended.
+                in_context = y_emb.unsqueeze(1) + self.in_context_posemb
+                h = torch.cat([in_context, h], dim=1)
+                num_prefix = cfg.in_context_len
+            h = block(h, c, self.rope, num_prefix)
+        h = self.final_layer(h[:, num_prefix:], c)
+        return unpatchify(h, cfg.patch_size, cfg.in_channels)
