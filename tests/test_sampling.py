@@ -162,10 +162,14 @@ def test_guidance_is_off_outside_its_interval():
 
 
 def test_guidance_interval_boundaries():
+    """The official rule t < t_hi and (t > t_lo or t_lo = 0): open at both ends, except t = 0 when t_lo = 0."""
     assert not guidance_active(0.1, (0.1, 1.0))  # open at t_lo: the paper's grid point t = 0.1 is unguided
     assert guidance_active(0.1 + 1e-9, (0.1, 1.0))
-    assert guidance_active(1.0, (0.1, 1.0))  # t_hi = 1 guides up to the very end
-    assert guidance_active(0.98, (0.1, 1.0)) and not guidance_active(0.0, (0.0, 1.0))
+    assert not guidance_active(1.0, (0.1, 1.0))  # open at t_hi (the sampler never evaluates t = 1 anyway)
+    assert not guidance_active(0.5, (0.1, 0.5)) and guidance_active(0.5 - 1e-9, (0.1, 0.5))
+    assert guidance_active(0.0, (0.0, 1.0)) and guidance_active(0.0, (0.0, 0.7))  # t_lo = 0: "no interval"
+    assert not guidance_active(0.0, (0.1, 1.0)) and not guidance_active(0.7, (0.0, 0.7))
+    assert guidance_active(0.98, (0.1, 1.0)) and not guidance_active(0.5, (1.0, 1.0))
     assert linear_grid(50)[5] == 0.1 and linear_grid(50)[-1] == 1.0
 
 
