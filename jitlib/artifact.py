@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from jitlib.diffusion.denoiser import Denoiser
-from jitlib.evaluation.generate import Generator
+from jitlib.evaluation.generate import Pipeline
 from jitlib.evaluation.metrics import cache_dir
 from jitlib.integrity import SUMS_FILE, is_complete, sha256, verify, write_sums
 from jitlib.nn.model import JiT, JiTConfig
@@ -170,10 +170,10 @@ class Pretrained:
         d = self.config.diffusion
         return Denoiser(self.net(ema, device), target=d.pred, t_eps=d.t_eps)
 
-    def generator(self, ema: str | float | None = None, device: torch.device | str = "cpu") -> Generator:
+    def generator(self, ema: str | float | None = None, device: torch.device | str = "cpu") -> Pipeline:
         """A :class:`jitlib.evaluation.generate.Generator` (network, noise scale, target, the recipe's sampler defaults)."""
         d, variant = self.config.diffusion, self._variant(ema)
-        return Generator(
+        return Pipeline(
             self.net(ema, device),
             noise_scale=d.noise_scale,
             pred=d.pred,

@@ -32,7 +32,7 @@ from jitlib.training.ema import decay_key
 
 
 @dataclass
-class Generator:
+class Pipeline:
     """A network ready to sample, with what sampling it needs to know: classes, noise scale, target, default sampler."""
 
     net: JiT
@@ -54,7 +54,7 @@ class Generator:
 
 def load_generator(
     source: str | Path, ema: str | None = None, device: torch.device | str = "cpu"
-) -> Generator:
+) -> Pipeline:
     """The weights at ``source``: a jitlib checkpoint (file or run folder), a save_pretrained folder, or an official .pth.
 
     ``ema``: a decay such as "0.9999", "model" (raw weights), or None: the recipe's ``sample.ema``, else the slowest
@@ -63,7 +63,7 @@ def load_generator(
     path = Path(source)
     if path.is_dir() and (path / CONFIG_FILE).is_file() and not (path / LAST).exists():
         net = from_pretrained(path, device=device).eval()
-        return Generator(net, noise_scale=net.config.input_size / 256, description=f"pretrained {path}")
+        return Pipeline(net, noise_scale=net.config.input_size / 256, description=f"pretrained {path}")
     if path.is_file() and not _is_jitlib_checkpoint(path):
         official = ema or "ema1"
         try:
@@ -75,7 +75,7 @@ def load_generator(
             raise ValueError(
                 f"cannot read {str(path)!r}: not a jitlib or an official JiT checkpoint ({reason})"
             ) from None
-        return Generator(
+        return Pipeline(
             net, noise_scale=net.config.input_size / 256, description=f"official {path} [{official}]"
         )
     state = load_checkpoint(path)
@@ -90,7 +90,7 @@ def load_generator(
         key = _decay(str(ema if ema is not None else config.sample.ema or keys[-1]), keys)
         net.load_state_dict({**state["model"], **state["ema"][key]})
         chosen = f"EMA {key}"
-    return Generator(
+    return Pipeline(
         net.eval(),
         noise_scale=config.diffusion.noise_scale,
         pred=config.diffusion.pred,
@@ -146,7 +146,7 @@ def sample_noise(num: int, shape: tuple[int, ...], seed: int, start: int = 0) ->
 
 @torch.no_grad()
 def generate(
-    gen: Generator,
+    gen: Pipeline,
     labels: Tensor,
     *,
     seed: int = 0,

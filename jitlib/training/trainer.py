@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from jitlib.diffusion.denoiser import Denoiser
 from jitlib.diffusion.interpolation import sample_t
-from jitlib.evaluation.generate import Generator
+from jitlib.evaluation.generate import Pipeline
 from jitlib.nn.model import JiT, JiTConfig
 from jitlib.nn.registry import create_model
 from jitlib.training import distributed as dist
@@ -327,7 +327,7 @@ class Trainer:
             if "cuda" in rng and self.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], self.device)
 
-    def generator(self, ema: float | str | None = None) -> Generator:
+    def generator(self, ema: float | str | None = None) -> Pipeline:
         """A copy of the network with the current raw weights (``"model"``) or an EMA, ready for :func:`~jitlib.evaluation.generate.generate`.
 
         ``ema=None`` takes the recipe's ``sample.ema``, else the slowest decay (as :func:`~jitlib.evaluation.generate.load_generator`).
@@ -338,7 +338,7 @@ class Trainer:
             self.ema.copy_to(net, ema)
         d = self.config.diffusion
         chosen = "raw weights" if ema == "model" else f"EMA {ema}"
-        return Generator(
+        return Pipeline(
             net, d.noise_scale, d.pred, d.t_eps, self.config.sample, f"{chosen} at step {self.step}"
         )
 
