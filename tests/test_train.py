@@ -57,10 +57,16 @@ def test_per_sample_randomness_does_not_depend_on_the_batch_it_is_in() -> None:
     cfg = DiffusionConfig(noise_scale=2.0, label_drop=0.1)
     cpu = torch.device("cpu")
     full = draw_noise(7, 3, list(range(8)), (1, 2, 2), cfg, cpu)
-    part = draw_noise(7, 3, [5, 2], (1, 2, 2), cfg, cpu)
+    part = draw_noise(7, 3, [5, 2], (1, 2, 2), cfg, cpu, global_batch=8)
     for a, b in zip(full, part, strict=True):
         assert torch.equal(a[[5, 2]], b)
-    assert not torch.equal(draw_noise(7, 4, [5], (1, 2, 2), cfg, cpu)[1], part[1][:1])  # the step matters
+    for rank in range(2):  # the rows a rank of 2 processes holds (ResumableSampler's interleaving r + 2j)
+        mine = draw_noise(7, 3, range(rank, 8, 2), (1, 2, 2), cfg, cpu, global_batch=8)
+        assert all(torch.equal(a[rank::2], b) for a, b in zip(full, mine, strict=True))
+    assert not torch.equal(draw_noise(7, 4, range(8), (1, 2, 2), cfg, cpu)[1], full[1])  # the step matters
+    assert not torch.equal(draw_noise(8, 3, range(8), (1, 2, 2), cfg, cpu)[1], full[1])  # the seed matters
+    with pytest.raises(ValueError, match=r"positions must lie in \[0, 8\)"):
+        draw_noise(7, 3, [8], (1,), cfg, cpu, global_batch=8)
 
 
 def test_training_draws_follow_the_recipe() -> None:
@@ -131,6 +137,8 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
     assert stopped.step == 5 and load_checkpoint(tmp_path / "b")["step"] == 5  # a stop writes a checkpoint
     Trainer(tiny_config(tmp_path / "b", *extra), resume=tmp_path / "b").fit()
     assert_bit_identical(tmp_path / "a", tmp_path / "b")
+    rng_a, rng_b = load_checkpoint(tmp_path / "a")["rng"], load_checkpoint(tmp_path / "b")["rng"]
+    assert torch.equal(rng_a[0]["torch"], rng_b[0]["torch"])  # the saved RNG state too, not only the weights
     steps = [line.split(",")[0] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert len(steps) == 12 == len(set(steps))  # the log has each step once
 

@@ -5,9 +5,10 @@
                     loss = ‖v̂ − v‖² with v̂ from the network's x̂ (x-prediction, v-loss; any Tab. 1 cell selectable)
                     AdamW step at lr = blr × batch / 256 (linear warmup, then constant or cosine), EMA updates
 
-Every random draw of a training sample — t, ε, label drop, flip — comes from a generator seeded by
-(seed, step, position of the sample in the global batch), never from the process that holds it: so N processes
-compute exactly what one process computes on the same global batch, and a resumed run continues bit-for-bit.
+Every random draw of a training sample — t, ε, label drop, flip — is a function of (seed, step, position of the
+sample in the global batch) only (:func:`~jitlib.training.noise.draw_noise`), never of the process that holds it: so N
+processes compute exactly what one process computes on the same global batch, and a resumed run continues
+bit-for-bit.
 The helpers it calls are small modules: :mod:`jitlib.training.data`, :mod:`jitlib.training.ema`, :mod:`jitlib.training.checkpoint`,
 :mod:`jitlib.training.distributed`, :mod:`jitlib.training.precision`.
 
@@ -38,7 +39,6 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from jitlib.diffusion.denoiser import Denoiser
-from jitlib.diffusion.interpolation import sample_t
 from jitlib.evaluation.generate import Pipeline
 from jitlib.nn.model import JiT, JiTConfig
 from jitlib.nn.registry import create_model
@@ -54,7 +54,6 @@ from jitlib.training.checkpoint import (
 )
 from jitlib.training.config import (
     Config,
-    DiffusionConfig,
     apply_overrides,
     coerce,
     from_dict,
@@ -64,6 +63,7 @@ from jitlib.training.config import (
 )
 from jitlib.training.data import DataError, ResumableSampler, build_dataset, make_loader, random_flip
 from jitlib.training.ema import EMA
+from jitlib.training.noise import draw_noise
 from jitlib.training.precision import resolve_precision
 
 LOG_FILE = "log.jsonl"
@@ -151,38 +151,6 @@ def learning_rate(
         return lr
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def sample_seed(seed: int, step: int, position: int) -> int:
-    """A 64-bit seed for one training sample, mixed from (run seed, step, position in the global batch)."""
-    return int(np.random.SeedSequence([seed, step, position]).generate_state(1, dtype=np.uint64)[0])
-
-
-def draw_noise(
-    seed: int,
-    step: int,
-    positions: list[int],
-    shape: tuple[int, ...],
-    diffusion: DiffusionConfig,
-    device: torch.device,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per-sample t (B,), ε ``(B, *shape)`` ~ N(0, s²I), label-drop mask (B,), flip mask (B,) — each from its own seed."""
-    gen = torch.Generator(device=device)
-    ts, eps, uniforms = [], [], []
-    for position in positions:
-        gen.manual_seed(sample_seed(seed, step, position))
-        ts.append(
-            sample_t(1, diffusion.t_dist, diffusion.t_mu, diffusion.t_sigma, generator=gen, device=device)
-        )
-        uniforms.append(torch.rand(2, generator=gen, device=device))
-        eps.append(torch.randn(shape, generator=gen, device=device))
-    u = torch.stack(uniforms)
-    return (
-        torch.cat(ts),
-        torch.stack(eps) * diffusion.noise_scale,
-        u[:, 0] < diffusion.label_drop,
-        u[:, 1] < 0.5,
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -398,7 +366,9 @@ class Trainer:
                 epoch, index = divmod(self.step, self.steps_per_epoch)
                 if batches is None or index == 0:
                     self.sampler.set_position(epoch, index * self.local_batch)
-                    batches = iter(self.loader)
+                    # A new loader iterator draws a seed; it must not come from (and advance) the run's RNG.
+                    with torch.random.fork_rng(devices=[]):
+                        batches = iter(self.loader)
                 x, y = _next_batch(batches)
                 loss, grad_norm, lr = self.train_step(x, y)
                 losses.append(loss)
@@ -452,9 +422,15 @@ class Trainer:
         world, rank = self.dist.world_size, self.dist.rank
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         # Local sample j of rank r sits at position r + W·j of the global batch (ResumableSampler's interleaving).
-        positions = [rank + world * j for j in range(x.shape[0])]
+        positions = range(rank, world * x.shape[0], world)
         t, eps, drop, flip = draw_noise(
-            cfg.train.seed, self.step, positions, tuple(x.shape[1:]), diffusion, self.device
+            cfg.train.seed,
+            self.step,
+            positions,
+            tuple(x.shape[1:]),
+            diffusion,
+            self.device,
+            cfg.train.batch_size,
         )
         if cfg.data.flip:
             x = random_flip(x, flip)
