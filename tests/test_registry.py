@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from jitlib.cli.models import add_models_parser
 from jitlib.nn.flops import count_params, forward_flops
 from jitlib.nn.model import JiT
-from jitlib.nn.registry import MODEL_REGISTRY, add_models_parser, create_model, get_config, models_table
+from jitlib.nn.registry import MODEL_REGISTRY, create_model, get_config, models_table
 
 torch.set_num_threads(1)
 
@@ -151,7 +152,7 @@ def test_bad_override_value_is_one_line():
 def test_models_subcommand_prints_the_table(capsys):
     parser = argparse.ArgumentParser(prog="jitlib")
     add_models_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["models", "--filter", "B/16"])
+    args = parser.parse_args(["models", "--filter", "B/16", "--presets-only"])
     assert args.func(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:7] == ["name", "res", "depth", "width", "heads", "bottleneck", "params"]

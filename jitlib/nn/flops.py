@@ -48,7 +48,7 @@ def forward_flops(model: JiT | JiTConfig) -> ForwardCost:
     """MACs of x̂ = JiT(x, t, y) for one image at the configured resolution, counted layer by layer.
 
     Tokens: n² image tokens, plus L class tokens from block `in_context_start` on. Per block with N tokens:
-    qkv + proj 4·N·D², attention 2·N²·D, SwiGLU 3·N·D·h, adaLN 6·D² (once per image, not per token).
+    qkv + proj 4·N·D², attention 2·N²·D, SwiGLU 3·N·D·h (GELU 2·N·D·h), adaLN 6·D² (once per image, not per token).
     """
     cfg = model.config if isinstance(model, JiT) else model
     if not isinstance(cfg, JiTConfig):
@@ -63,6 +63,7 @@ def forward_flops(model: JiT | JiTConfig) -> ForwardCost:
     blocks = 0
     for i in range(cfg.depth):
         n = tokens + (cfg.in_context_len if cfg.in_context_len > 0 and i >= cfg.in_context_start else 0)
-        blocks += 4 * n * d * d + 2 * n * n * d + 3 * n * d * cfg.mlp_hidden + 6 * d * d
+        mlp = (3 if cfg.mlp == "swiglu" else 2) * n * d * cfg.mlp_hidden
+        blocks += 4 * n * d * d + 2 * n * n * d + mlp + 6 * d * d
     final = 2 * d * d + tokens * d * patch_dim
     return ForwardCost(macs=embed + condition + blocks + final)

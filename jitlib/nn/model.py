@@ -17,6 +17,7 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +29,16 @@ from torch import Tensor, nn
 class JiTConfig:
     """Hyper-parameters of a JiT network; argument names follow the official constructor.
 
-    `bottleneck_dim=None` gives a plain linear patch embedding; `num_classes=0` gives an unconditional
-    network (labels are ignored). `attn_fp32_logits=True` computes attention in float32 even under
-    autocast, as the official code does (a legacy choice that suppressed loss spikes for v/ε-prediction,
-    LTH14/JiT issue #15); the default runs SDPA in the input dtype, faster and leaner.
+    The defaults are the paper's final model (JiT-B/16). Each component of the paper's ablations (Tabs. 2, 4,
+    Fig. 4, footnote 5) has a switch: `bottleneck_dim=None` gives a plain linear patch embedding; `rope`,
+    `qk_norm` turn 2-D RoPE and the per-head q/k RMSNorm off; `in_context_len=0` drops the in-context class
+    tokens (adaLN only; `in_context_start` is the block before which they are prepended); `mlp="gelu"` is a
+    4·D GELU MLP instead of SwiGLU and `norm="layer"` LayerNorm (learnable gain and bias, eps 1e-6) instead of
+    RMSNorm everywhere — the paper does not publish how its non-SwiGLU/RMSNorm variant was built, so these two
+    follow DiT's GELU MLP and timm's LayerNorm. `num_classes=0` gives an unconditional network.
+    `attn_fp32_logits=True` computes attention in float32 even under autocast, as the official code does (a
+    legacy choice that suppressed loss spikes for v/ε-prediction, LTH14/JiT issue #15); the default runs SDPA
+    in the input dtype, faster and leaner (under bf16 autocast the outputs differ, see `jitlib.nn.registry`).
     """
 
     input_size: int = 256
@@ -48,6 +55,10 @@ class JiTConfig:
     attn_drop: float = 0.0
     proj_drop: float = 0.0
     attn_fp32_logits: bool = False
+    rope: bool = True
+    qk_norm: bool = True
+    mlp: Literal["swiglu", "gelu"] = "swiglu"
+    norm: Literal["rms", "layer"] = "rms"
 
     def __post_init__(self) -> None:
         positive = ("input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads")
@@ -64,7 +75,7 @@ class JiTConfig:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.hidden_size % 4:
             raise ValueError(f"hidden_size {self.hidden_size} must be divisible by 4 (2-D sin-cos table)")
-        if self.head_dim % 4:
+        if self.rope and self.head_dim % 4:
             raise ValueError(
                 f"head dim {self.head_dim} (hidden_size/num_heads) must be divisible by 4 (2-D RoPE)"
             )
@@ -79,6 +90,10 @@ class JiTConfig:
                 f"in_context_start {self.in_context_start} must be in [0, depth={self.depth}) "
                 f"when in_context_len > 0"
             )
+        if self.mlp not in ("swiglu", "gelu"):
+            raise ValueError(f"JiTConfig.mlp must be 'swiglu' or 'gelu', got {self.mlp!r}")
+        if self.norm not in ("rms", "layer"):
+            raise ValueError(f"JiTConfig.norm must be 'rms' or 'layer', got {self.norm!r}")
         for name in ("attn_drop", "proj_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"JiTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -95,8 +110,9 @@ class JiTConfig:
 
     @property
     def mlp_hidden(self) -> int:
-        """SwiGLU hidden width int(int(D·mlp_ratio)·2/3), keeping parameters ≈ a 4D GELU MLP."""
-        return int(int(self.hidden_size * self.mlp_ratio) * 2 / 3)
+        """MLP hidden width: int(int(D·mlp_ratio)·2/3) for SwiGLU (parameters ≈ a GELU MLP), int(D·mlp_ratio) for GELU."""
+        width = int(self.hidden_size * self.mlp_ratio)
+        return int(width * 2 / 3) if self.mlp == "swiglu" else width
 
     def has_dropout(self, block: int) -> bool:
         """Whether block `block` uses dropout: only the middle half, depth//4 ≤ i < (depth//4)·3 (official)."""
@@ -198,6 +214,11 @@ class RMSNorm(nn.Module):
         xf = x.float()
         normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return (self.weight * normed).to(x.dtype)
+
+
+def make_norm(kind: str, dim: int) -> nn.Module:
+    """RMSNorm(dim) for "rms" (JiT), LayerNorm(dim, eps 1e-6, learnable gain and bias) for "layer" (the ablation)."""
+    return RMSNorm(dim) if kind == "rms" else nn.LayerNorm(dim, eps=1e-6)
 
 
 def patchify(x: Tensor, patch_size: int) -> Tensor:
@@ -303,22 +324,26 @@ class Attention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         fp32_logits: bool = False,
+        qk_norm: str | None = "rms",
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.attn_drop = attn_drop
         self.fp32_logits = fp32_logits
         head_dim = dim // num_heads
-        self.q_norm = RMSNorm(head_dim)  # registered first: the official state-dict order
-        self.k_norm = RMSNorm(head_dim)
+        # registered first: the official state-dict order; no qk-norm = identity, no parameters
+        self.q_norm = make_norm(qk_norm, head_dim) if qk_norm else nn.Identity()
+        self.k_norm = make_norm(qk_norm, head_dim) if qk_norm else nn.Identity()
         self.qkv = nn.Linear(dim, 3 * dim, bias=True)
         self.proj = nn.Linear(dim, dim, bias=True)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: Tensor, rope: VisionRotaryEmbedding, num_prefix: int) -> Tensor:
+    def forward(self, x: Tensor, rope: VisionRotaryEmbedding | None, num_prefix: int) -> Tensor:
         # qkv output channels are laid out (3, heads, head_dim): all q heads, then k, then v.
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
-        q, k = rope(self.q_norm(q), num_prefix), rope(self.k_norm(k), num_prefix)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = rope(q, num_prefix), rope(k, num_prefix)
         dropout_p = self.attn_drop if self.training else 0.0
         if self.fp32_logits:
             with autocast_disabled(x.device):
@@ -327,6 +352,19 @@ class Attention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         return self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
+
+
+class GeluMLP(nn.Module):
+    """GELU MLP W₂·GELU(W₁·x) (tanh approximation, biases on): the MLP of ViT/DiT, the SwiGLU ablation."""
+
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden, bias=True)
+        self.ffn_dropout = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden, dim, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.ffn_dropout(F.gelu(self.fc1(x), approximate="tanh")))
 
 
 class SwiGLUFFN(nn.Module):
@@ -354,15 +392,18 @@ class JiTBlock(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         fp32_logits: bool = False,
+        norm: str = "rms",
+        qk_norm: bool = True,
+        mlp: str = "swiglu",
     ) -> None:
         super().__init__()
-        self.norm1 = RMSNorm(dim)
-        self.attn = Attention(dim, num_heads, attn_drop, proj_drop, fp32_logits)
-        self.norm2 = RMSNorm(dim)
-        self.mlp = SwiGLUFFN(dim, mlp_hidden, proj_drop)
+        self.norm1 = make_norm(norm, dim)
+        self.attn = Attention(dim, num_heads, attn_drop, proj_drop, fp32_logits, norm if qk_norm else None)
+        self.norm2 = make_norm(norm, dim)
+        self.mlp = (SwiGLUFFN if mlp == "swiglu" else GeluMLP)(dim, mlp_hidden, proj_drop)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, bias=True))
 
-    def forward(self, x: Tensor, c: Tensor, rope: VisionRotaryEmbedding, num_prefix: int) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor, rope: VisionRotaryEmbedding | None, num_prefix: int) -> Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(
             6, dim=-1
         )
@@ -376,9 +417,9 @@ class JiTBlock(nn.Module):
 class FinalLayer(nn.Module):
     """Head Linear(mod(RMSNorm(x), shift, scale)) → p·p·C pixels per token, (shift, scale) from c."""
 
-    def __init__(self, dim: int, patch_size: int, out_channels: int) -> None:
+    def __init__(self, dim: int, patch_size: int, out_channels: int, norm: str = "rms") -> None:
         super().__init__()
-        self.norm_final = RMSNorm(dim)
+        self.norm_final = make_norm(norm, dim)
         self.linear = nn.Linear(dim, patch_size * patch_size * out_channels, bias=True)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim, bias=True))
 
@@ -420,7 +461,7 @@ class JiT(nn.Module):
                 self.x_embedder = BottleneckPatchEmbed(
                     cfg.in_channels, cfg.patch_size, cfg.bottleneck_dim, cfg.hidden_size
                 )
-            self.rope = VisionRotaryEmbedding(cfg.head_dim, cfg.grid_size)
+            self.rope = VisionRotaryEmbedding(cfg.head_dim, cfg.grid_size) if cfg.rope else None
             self.blocks = nn.ModuleList(
                 JiTBlock(
                     cfg.hidden_size,
@@ -429,10 +470,13 @@ class JiT(nn.Module):
                     attn_drop=cfg.attn_drop if cfg.has_dropout(i) else 0.0,
                     proj_drop=cfg.proj_drop if cfg.has_dropout(i) else 0.0,
                     fp32_logits=cfg.attn_fp32_logits,
+                    norm=cfg.norm,
+                    qk_norm=cfg.qk_norm,
+                    mlp=cfg.mlp,
                 )
                 for i in range(cfg.depth)
             )
-            self.final_layer = FinalLayer(cfg.hidden_size, cfg.patch_size, cfg.in_channels)
+            self.final_layer = FinalLayer(cfg.hidden_size, cfg.patch_size, cfg.in_channels, cfg.norm)
         # Initialise where the generator lives, then move: a seed gives the same weights on every device.
         init_device = device if generator is None or device.type == "meta" else generator.device
         self.to_empty(device=init_device)
@@ -451,8 +495,10 @@ class JiT(nn.Module):
                 nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1), generator=generator)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, RMSNorm):
+            elif isinstance(module, (RMSNorm, nn.LayerNorm)):
                 nn.init.ones_(module.weight)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
         table = sincos_pos_embed_2d(
             self.config.hidden_size, self.config.grid_size, device=self.pos_embed.device
         )

@@ -13,6 +13,7 @@ import pickle
 import re
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -27,8 +28,34 @@ OFFICIAL_PREFIX = "net."
 OFFICIAL_ENTRIES = {"ema1": "model_ema1", "ema2": "model_ema2", "model": "model"}
 
 
+SWITCHES = ("bottleneck_dim", "in_context_len", "qk_norm", "mlp", "norm")
+
+
+def switches_of(state_dict: dict[str, Tensor]) -> dict[str, Any]:
+    """The architecture switches a state dict reveals by its keys and shapes (RoPE has no weights: not among them)."""
+    found: dict[str, Any] = {}
+    if "x_embedder.proj1.weight" in state_dict:
+        found["bottleneck_dim"] = state_dict["x_embedder.proj1.weight"].shape[0]
+    elif "x_embedder.proj.weight" in state_dict:
+        found["bottleneck_dim"] = None
+    posemb = state_dict.get("in_context_posemb")
+    found["in_context_len"] = 0 if posemb is None else posemb.shape[1]
+    if any(key.startswith("blocks.0.") for key in state_dict):
+        found["qk_norm"] = "blocks.0.attn.q_norm.weight" in state_dict
+        found["mlp"] = "gelu" if "blocks.0.mlp.fc1.weight" in state_dict else "swiglu"
+        found["norm"] = "layer" if "blocks.0.norm1.bias" in state_dict else "rms"
+    return found
+
+
 def check_state_dict(model: JiT, state_dict: dict[str, Tensor], source: str) -> None:
-    """Raise a one-line ValueError naming the first key whose presence or shape differs between model and state_dict."""
+    """Raise a one-line ValueError naming the first architecture switch, else key, whose presence or shape differs."""
+    for name, value in switches_of(state_dict).items():
+        wanted = getattr(model.config, name)
+        if value != wanted:
+            raise ValueError(
+                f"{source} holds a network with {name}={value!r} but the model has {name}={wanted!r}; "
+                f"build the model with {name}={value!r} (run config: model.arch.{name})"
+            )
     expected = model.state_dict()
     for key, tensor in expected.items():
         if key not in state_dict:
@@ -65,8 +92,14 @@ def save_pretrained(model: JiT, directory: str | Path) -> Path:
     return directory
 
 
-def from_pretrained(directory: str | Path, *, device: torch.device | str | None = None) -> JiT:
-    """Rebuild the exact network saved by `save_pretrained` (same config, same tensors) on `device`."""
+def from_pretrained(
+    directory: str | Path, *, device: torch.device | str | None = None, expect: JiTConfig | None = None
+) -> JiT:
+    """Rebuild the exact network saved by `save_pretrained` (same config, same tensors) on `device`.
+
+    ``expect``: the architecture the caller means to load; a saved config that differs in any field (RoPE
+    included, which no weight reveals) raises a one-line ValueError naming the first differing field.
+    """
     directory = Path(directory)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (directory / name).is_file():
@@ -80,9 +113,16 @@ def from_pretrained(directory: str | Path, *, device: torch.device | str | None 
         raise ValueError(
             f"{directory / CONFIG_FILE} has unknown field(s) {unknown}; valid: {', '.join(sorted(valid))}"
         )
-    return _materialise(
-        JiTConfig(**raw), load_file(directory / WEIGHTS_FILE), str(directory / WEIGHTS_FILE), device
-    )
+    config = JiTConfig(**raw)
+    if expect is not None:
+        for f in fields(JiTConfig):
+            saved, wanted = getattr(config, f.name), getattr(expect, f.name)
+            if saved != wanted:
+                raise ValueError(
+                    f"{directory} holds a network with {f.name}={saved!r} but {f.name}={wanted!r} was expected; "
+                    f"load it without expect= or build the model with {f.name}={saved!r}"
+                )
+    return _materialise(config, load_file(directory / WEIGHTS_FILE), str(directory / WEIGHTS_FILE), device)
 
 
 def official_to_jitlib(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -126,7 +166,7 @@ def load_official(
     device: torch.device | str | None = None,
     **overrides,
 ) -> JiT:
-    """A jitlib JiT numerically identical to the official network in checkpoint `path`.
+    """A jitlib JiT that reproduces the official network in checkpoint `path` (to ~3e-7 in float32).
 
     `ema` picks the weights: "ema1" (decay 0.9999, the one the official code evaluates), "ema2" (0.9996)
     or "model" (raw). The architecture is the preset `name` (default: the checkpoint's `args.model`) at the
