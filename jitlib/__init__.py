@@ -1,9 +1,11 @@
 """jitlib — pixel-space diffusion with x-prediction (JiT, Li & He 2025): maths, model, training, sampling, evaluation.
 
-The maths of the paper is importable from the top level; the model, trainer and tools live in their own modules
+``jitlib.load(source)`` reads any model (artifact folder, run folder, checkpoint, shipped name, official .pth);
+``.pipeline()`` samples it. The maths of the paper is importable from the top level; the model, trainer and tools live in their own modules
 (``jitlib.nn.model``, ``jitlib.nn.registry``, ``jitlib.training.trainer``, ...).
 """
 
+from jitlib.artifact import Artifact, load
 from jitlib.device import autocast_dtype, default_device, doctor, tier
 from jitlib.diffusion.denoiser import Denoiser
 from jitlib.diffusion.interpolation import T_EPS, expand_t, interpolate, sample_t, velocity
@@ -26,6 +28,7 @@ from jitlib.diffusion.targets import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Artifact",
     "T_EPS",
     "TARGETS",
     "Denoiser",
@@ -44,6 +47,7 @@ __all__ = [
     "implied_weight",
     "interpolate",
     "linear_grid",
+    "load",
     "prediction_loss",
     "sample",
     "sample_t",

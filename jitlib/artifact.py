@@ -1,14 +1,19 @@
-"""Small pretrained checkpoints shipped inside jitlib, verified by SHA-256 before loading, retrained on demand.
+"""One model artifact and one loader: everything needed to reproduce a model's samples, in one folder.
 
-``load_or_train("digits-small")`` returns a tiny class-conditional JiT trained on the digits (x-prediction, v-loss,
-32 px) so that the sampling and measuring chapters start instantly. Every file is checked against the folder's
-``SHA256SUMS`` first: a corrupt or edited file is refused with a one-line error naming it, never loaded.
-``train=True`` — or a missing file — retrains with :func:`train_checkpoint`, the very function
-``scripts/train_small_checkpoint.py`` ran to make the shipped files, into ``$JITLIB_CACHE/pretrained/<name>``.
+``load(source)`` reads any of the five places a model can be — an artifact folder (below), a training run folder, a
+training checkpoint file, the name of a shipped asset (``"digits-small"``) or an official JiT ``.pth`` — into an
+:class:`Artifact`; ``artifact.pipeline(ema, device)`` is the network ready to sample with the noise scale, target,
+``t_eps`` and sampler defaults stored with it; ``artifact.save_pretrained(folder)`` writes the folder format:
 
-A shipped folder holds one ``ema-<decay>.safetensors`` per EMA decay and ``model.safetensors`` (the raw weights),
-stored as float16 to keep the package small (loaded back as float32), ``config.json`` (the network's JiTConfig,
-the training recipe, what the run measured) and ``SHA256SUMS`` (the format of ``sha256sum -c``).
+    config.json    the :class:`ModelCard`: format_version, architecture (JiTConfig, patch size an integer field),
+                   diffusion recipe (target, loss space, time distribution, t_eps, noise scale), sampler defaults
+                   (method, steps, CFG scale and interval), the weight variants and the default one, class names,
+                   provenance (data set, steps, command, the training config, what the run measured)
+    model.safetensors, ema-<decay>.safetensors     one file per weight variant ("model" = raw weights)
+    SHA256SUMS     every file's SHA-256 (``sha256sum -c``); verified before anything is read
+
+The EMA rule lives here once (:func:`choose_variant`): an explicit choice must exist; no choice takes the card's
+``default_ema``, which a training run sets to its ``sample.ema`` or else its slowest decay (the official choice).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +32,389 @@ from torch import Tensor
 
 from jitlib.diffusion.denoiser import Denoiser
 from jitlib.evaluation.generate import Pipeline
-from jitlib.evaluation.metrics import cache_dir
 from jitlib.integrity import SUMS_FILE, is_complete, sha256, verify, write_sums
 from jitlib.nn.model import JiT, JiTConfig
 from jitlib.nn.registry import get_config
-from jitlib.nn.weights import check_state_dict
-from jitlib.training.checkpoint import load_checkpoint, save_checkpoint
-from jitlib.training.config import Config, apply_overrides, from_dict
+from jitlib.nn.weights import check_state_dict, read_official_checkpoint
+from jitlib.training.checkpoint import FORMAT, LAST, load_checkpoint, save_checkpoint
+from jitlib.training.config import (
+    Config,
+    DiffusionConfig,
+    SampleConfig,
+    apply_overrides,
+    build_section,
+    default_ema,
+    from_dict,
+)
 from jitlib.training.ema import decay_key
 
-ASSET_DIR = Path(__file__).parent / "assets"
+FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 RAW = "model"  # the variant name of the raw (non-averaged) weights, as in `jitlib sample --ema model`
-STORAGE_DTYPE = torch.float16
+ASSET_DIR = Path(__file__).parent / "assets"
+STORAGE_DTYPE = torch.float16  # the shipped assets' dtype (loaded back as float32)
+OFFICIAL_VARIANTS = {"ema1": "model_ema1", "ema2": "model_ema2", RAW: "model"}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def variant_file(variant: str) -> str:
+    """File name of a weight variant: ``model.safetensors`` (raw) or ``ema-<decay>.safetensors``."""
+    return f"{RAW}.safetensors" if variant == RAW else f"ema-{decay_key(float(variant))}.safetensors"
+
+
+def choose_variant(variants: list[str], ema: str | float | None, default: str, source: str = "model") -> str:
+    """The weight variant to use: ``ema`` (a decay, "model", or an official "ema1"/"ema2") or, when None, ``default``."""
+    if ema is None:
+        return default
+    key = str(ema)
+    if key not in variants:
+        try:
+            key = decay_key(float(key))
+        except ValueError:
+            pass
+    if key not in variants:
+        raise ValueError(f"--ema {str(ema)!r}: {source} keeps {', '.join(variants)}")
+    return key
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The card: config.json
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the weights come from: data set, training steps, the command, the training config, measurements."""
+
+    dataset: str = ""
+    steps: int = 0
+    command: str = ""
+    training_config: dict[str, Any] = field(
+        default_factory=dict
+    )  # Config.to_dict() of the run; {} if unknown
+    measured: dict[str, Any] = field(default_factory=dict)  # e.g. seconds, final_loss, torch version
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything that decides a model's samples besides its weights: the schema of ``config.json``."""
+
+    model_name: str
+    architecture: JiTConfig
+    diffusion: DiffusionConfig
+    sampler: SampleConfig
+    variants: tuple[str, ...]
+    default_ema: str
+    class_names: tuple[str, ...]
+    provenance: Provenance = field(default_factory=Provenance)
+    dtype: str = "float32"  # how the weight files store the tensors (loaded back as float32)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def image_size(self) -> int:
+        return self.architecture.input_size
+
+    @property
+    def channels(self) -> int:
+        return self.architecture.in_channels
+
+    def to_json(self) -> str:
+        """The card as the text of ``config.json`` (format_version first)."""
+        record = asdict(self)
+        record = {"format_version": record.pop("format_version"), **record}
+        return json.dumps(record, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = CONFIG_FILE) -> ModelCard:
+        """Parse ``config.json``; an unknown ``format_version``, key or value is a one-line ValueError naming it."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source} is not valid JSON ({err})") from None
+        if not isinstance(raw, dict) or "format_version" not in raw:
+            raise ValueError(
+                f"{source} has no format_version: not a jitlib model artifact (write one with `jitlib export`)"
+            )
+        if raw["format_version"] != FORMAT_VERSION:
+            raise ValueError(
+                f"{source} has format_version {raw['format_version']!r}; this jitlib reads format_version "
+                f"{FORMAT_VERSION} (upgrade jitlib, or re-export the model with this version)"
+            )
+        card = build_section(cls, raw, "", source)
+        if card.default_ema not in card.variants:
+            raise ValueError(
+                f"{source}: default_ema {card.default_ema!r} is not one of {list(card.variants)}"
+            )
+        return card
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The artifact in memory
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Artifact:
+    """A model ready to sample: its card and a reader of each weight variant (float32 state dicts)."""
+
+    card: ModelCard
+    read_weights: Callable[[str], dict[str, Tensor]]
+    source: str  # where it was read from, as shown in messages
+    name: str  # a short name: the shipped model's, the folder's or the file's
+    folder: Path | None = None  # the artifact folder it was read from, if any
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.card.variants)
+
+    @property
+    def training_config(self) -> Config:
+        """The config of the run that trained the weights (its data set, optimizer, …); ValueError if unknown."""
+        if not self.card.provenance.training_config:
+            raise ValueError(f"{self.source} does not record the jitlib training config that made it")
+        return from_dict(self.card.provenance.training_config)
+
+    def variant(self, ema: str | float | None = None) -> str:
+        """The variant ``ema`` names (a decay, "model"), or the card's default when None (:func:`choose_variant`)."""
+        return choose_variant(self.variants, ema, self.card.default_ema, self.source)
+
+    def state_dict(self, ema: str | float | None = None) -> dict[str, Tensor]:
+        """The float32 state dict of one variant."""
+        return {key: value.float() for key, value in self.read_weights(self.variant(ema)).items()}
+
+    def net(self, ema: str | float | None = None, device: torch.device | str = "cpu") -> JiT:
+        """The network with the weights of ``ema``, in eval mode on ``device``; mismatched weights: one line."""
+        variant = self.variant(ema)
+        with torch.device("meta"):
+            net = JiT(self.card.architecture)
+        state = self.state_dict(variant)
+        check_state_dict(net, state, f"{self.source} [{variant}]")
+        net.to_empty(device=device)  # the RoPE tables are recomputed on materialisation
+        net.load_state_dict(state)
+        return net.eval()
+
+    def denoiser(self, ema: str | float | None = None, device: torch.device | str = "cpu") -> Denoiser:
+        """``Denoiser(net, target, t_eps)`` of the card: the callable (z, t, y) → x̂, ε̂, v̂ that samplers use."""
+        d = self.card.diffusion
+        return Denoiser(self.net(ema, device), target=d.pred, t_eps=d.t_eps)
+
+    def pipeline(self, ema: str | float | None = None, device: torch.device | str = "cpu") -> Pipeline:
+        """The network of ``ema`` with the card's noise scale, target, t_eps, sampler defaults and class names."""
+        d, variant = self.card.diffusion, self.variant(ema)
+        chosen = "raw weights" if variant == RAW else f"EMA {variant}"
+        return Pipeline(
+            self.net(variant, device),
+            noise_scale=d.noise_scale,
+            pred=d.pred,
+            t_eps=d.t_eps,
+            defaults=self.card.sampler,
+            description=f"{self.source} [{chosen}]",
+            class_names=self.card.class_names,
+        )
+
+    def save_pretrained(
+        self,
+        folder: str | Path,
+        *,
+        variants: list[str] | tuple[str, ...] | None = None,
+        dtype: str | None = None,
+    ) -> Path:
+        """Write the artifact folder (config.json, one safetensors file per variant, SHA256SUMS) to a new ``folder``.
+
+        ``variants`` (default: all) must include the default one unless it is the only change; ``dtype`` (default:
+        the card's) is how tensors are stored. An existing non-empty folder is refused, never overwritten.
+        """
+        folder = Path(folder)
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise ValueError(f"{str(folder)!r} already exists and is not an empty folder; choose a new one")
+        keep = [self.variant(v) for v in variants] if variants else self.variants
+        dtype = dtype or self.card.dtype
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not valid; valid: {', '.join(DTYPES)}")
+        default = self.card.default_ema if self.card.default_ema in keep else keep[-1]
+        card = replace(self.card, variants=tuple(keep), default_ema=default, dtype=dtype)
+        folder.mkdir(parents=True, exist_ok=True)
+        names = []
+        for variant in keep:
+            tensors = {k: v.to(DTYPES[dtype]).contiguous() for k, v in self.state_dict(variant).items()}
+            save_file(
+                tensors, folder / variant_file(variant), metadata={"library": "jitlib", "variant": variant}
+            )
+            names.append(variant_file(variant))
+        (folder / CONFIG_FILE).write_text(card.to_json())
+        write_sums(folder, [*names, CONFIG_FILE])
+        return folder
+
+    def to_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Write the variants as a jitlib training checkpoint (no optimizer state), e.g. a run folder's
+        ``checkpoint-last.pt``; default path ``$JITLIB_CACHE/pretrained/<name>-<sha>.pt`` (kept once written)."""
+        from jitlib.evaluation.metrics import cache_dir
+
+        if RAW not in self.variants or not self.card.provenance.training_config:
+            raise ValueError(
+                f"{self.source} has no raw weights or training config; a training checkpoint needs both"
+            )
+        if path is None:
+            tag = sha256(self.folder / SUMS_FILE)[:12] if self.folder else "unsaved"
+            path = cache_dir() / "pretrained" / f"{self.name}-{tag}.pt"
+            if path.is_file():
+                return path
+        raw = self.state_dict(RAW)
+        with torch.device("meta"):  # only the names of the trainable parameters (what an EMA averages)
+            names = [n for n, p in JiT(self.card.architecture).named_parameters() if p.requires_grad]
+        emas = {v: {n: self.state_dict(v)[n] for n in names} for v in self.variants if v != RAW}
+        arch = asdict(self.card.architecture)
+        base = asdict(get_config(self.card.model_name))
+        state = {
+            "config": self.card.provenance.training_config,
+            "model_name": self.card.model_name,
+            "model_kwargs": {k: v for k, v in arch.items() if v != base[k]},
+            "model": raw,
+            "ema": emas,
+            "step": self.card.provenance.steps,
+            "class_names": list(self.card.class_names),
+        }
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return save_checkpoint(state, path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The one loader
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load(source: str | Path) -> Artifact:
+    """The model at ``source``: an artifact folder, a run folder, a checkpoint file, a shipped asset name or an official .pth."""
+    path = Path(source)
+    if not path.exists():
+        if str(source) in RECIPES:
+            return load_or_train(str(source), progress=False)
+        raise FileNotFoundError(
+            f"{str(source)!r} does not exist; give a run folder, a checkpoint file, an artifact folder, "
+            f"an official .pth, or a shipped model ({', '.join(RECIPES)})"
+        )
+    if path.is_dir() and (path / CONFIG_FILE).is_file() and not (path / LAST).exists():
+        return _from_folder(path)
+    if path.is_dir() or _is_jitlib_checkpoint(path):
+        return _from_checkpoint(path)
+    return _from_official(path)
+
+
+def _from_folder(folder: Path) -> Artifact:
+    card = ModelCard.from_json((folder / CONFIG_FILE).read_text(), str(folder / CONFIG_FILE))
+    verify(folder)
+
+    def read(variant: str) -> dict[str, Tensor]:
+        return load_file(folder / variant_file(variant))
+
+    return Artifact(card, read, str(folder), folder.name, folder)
+
+
+def _from_checkpoint(path: Path) -> Artifact:
+    state = load_checkpoint(path)
+    config = from_dict(state["config"])
+    arch = get_config(state["model_name"], **state["model_kwargs"])
+    variants = [RAW, *sorted(state["ema"], key=float)]
+    card = ModelCard(
+        model_name=state["model_name"],
+        architecture=arch,
+        diffusion=config.diffusion,
+        sampler=config.sample,
+        variants=tuple(variants),
+        default_ema=decay_key(default_ema(config)),
+        class_names=tuple(state.get("class_names") or _class_names(config.data.name, arch.num_classes)),
+        provenance=Provenance(
+            dataset=config.data.name,
+            steps=int(state["step"]),
+            command=" ".join(["jitlib", "train", *state.get("argv", [])]) if state.get("argv") else "",
+            training_config=state["config"],
+        ),
+    )
+
+    def read(variant: str) -> dict[str, Tensor]:
+        return state["model"] if variant == RAW else {**state["model"], **state["ema"][variant]}
+
+    name = path.name if path.is_dir() else path.stem
+    return Artifact(card, read, f"{path} (step {state['step']})", name)
+
+
+def _from_official(path: Path) -> Artifact:
+    try:
+        checkpoint = read_official_checkpoint(path)
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as err:  # torch reports unreadable files with assorted exception types
+        reason = str(err).splitlines()[0]
+        raise ValueError(
+            f"cannot read {str(path)!r}: not a jitlib or an official JiT checkpoint ({reason})"
+        ) from None
+    entries = {k: v for k, v in OFFICIAL_VARIANTS.items() if isinstance(checkpoint, dict) and v in checkpoint}
+    args = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+    if not entries or args is None or not hasattr(args, "model"):
+        raise ValueError(
+            f"{str(path)!r} is neither a jitlib checkpoint nor an official JiT checkpoint (args, model_ema1)"
+        )
+    run = vars(args)
+    from_run = {"input_size": run.get("img_size"), "num_classes": run.get("class_num")}
+    from_run |= {"attn_drop": run.get("attn_dropout"), "proj_drop": run.get("proj_dropout")}
+    arch = get_config(run["model"], **{k: v for k, v in from_run.items() if v is not None})
+    defaults = DiffusionConfig()
+    diffusion = DiffusionConfig(
+        t_mu=run.get("P_mean", defaults.t_mu),
+        t_sigma=run.get("P_std", defaults.t_sigma),
+        noise_scale=run.get("noise_scale", defaults.noise_scale),
+        t_eps=run.get("t_eps", defaults.t_eps),
+        label_drop=run.get("label_drop_prob", defaults.label_drop),
+    )
+    sampler = SampleConfig(
+        method=run.get("sampling_method", "heun"),
+        steps=run.get("num_sampling_steps", 50),
+        cfg=float(run.get("cfg", 1.0)),
+        cfg_interval=(float(run.get("interval_min", 0.0)), float(run.get("interval_max", 1.0))),
+    )
+    card = ModelCard(
+        model_name=run["model"],
+        architecture=arch,
+        diffusion=diffusion,
+        sampler=sampler,
+        variants=tuple(entries),
+        default_ema="ema1" if "ema1" in entries else next(iter(entries)),
+        class_names=_class_names("imagenet", arch.num_classes),
+        provenance=Provenance(
+            dataset="imagenet", steps=int(checkpoint.get("epoch", 0)), command=f"official {path}"
+        ),
+    )
+
+    def read(variant: str) -> dict[str, Tensor]:
+        prefix = "net."
+        return {k[len(prefix) :]: v for k, v in checkpoint[entries[variant]].items() if k.startswith(prefix)}
+
+    return Artifact(card, read, str(path), path.stem)
+
+
+def _is_jitlib_checkpoint(path: Path) -> bool:
+    try:
+        return torch.load(path, map_location="meta", weights_only=True, mmap=True).get("format") == FORMAT
+    except Exception:  # not a jitlib file: the official reader reports what it is
+        return False
+
+
+def _class_names(dataset: str, num_classes: int) -> list[str]:
+    """Class names a data set implies (digits, shapes, CIFAR-10), else the class ids as strings."""
+    from jitlib.training.data import CIFAR10_CLASSES, SHAPE_CLASSES
+
+    known = {"shapes": SHAPE_CLASSES, "cifar10": CIFAR10_CLASSES}.get(dataset)
+    return list(known) if known and len(known) == num_classes else [str(i) for i in range(num_classes)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shipped assets: how each is made, and the load-or-train switch
+# ---------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a shipped checkpoint is made: a complete training config (no preset, so later preset edits cannot change
+    """How a shipped model is made: a complete training config (no preset, so later preset edits cannot change
     it) and ``keep``, the weight variants shipped."""
 
     config: dict[str, Any]
@@ -100,180 +471,20 @@ RECIPES: dict[str, Recipe] = {
 
 def _recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise ValueError(f"unknown pretrained checkpoint {name!r}; valid: {', '.join(RECIPES)}")
+        raise ValueError(f"unknown shipped model {name!r}; valid: {', '.join(RECIPES)}")
     return RECIPES[name]
 
 
 def recipe_config(name: str, output_dir: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Config:
-    """The training config of checkpoint ``name`` with ``overrides`` (``section.key=value``), writing to ``output_dir``."""
+    """The training config of shipped model ``name`` with ``overrides`` (``section.key=value``), writing to ``output_dir``."""
     values = apply_overrides(_recipe(name).config, [*overrides, f"train.output_dir={output_dir}"])
     return from_dict(values)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def variant_file(variant: str) -> str:
-    """File name of a weight variant: ``model.safetensors`` (raw) or ``ema-<decay>.safetensors``."""
-    return f"{RAW}.safetensors" if variant == RAW else f"ema-{decay_key(float(variant))}.safetensors"
-
-
-@dataclass
-class Pretrained:
-    """A verified checkpoint folder: its network config, training recipe and weight variants (raw, EMAs)."""
-
-    name: str
-    folder: Path
-    model_config: JiTConfig
-    config: Config  # the training recipe (train.output_dir is not meaningful here)
-    variants: list[str]  # "model" and EMA decay keys, e.g. ["model", "0.995", "0.998"]
-    model_name: str = ""  # registry name and create_model arguments: how jitlib's tools rebuild the network
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)  # what the run measured: steps, seconds, final loss
-
-    @property
-    def default_variant(self) -> str:
-        """The recipe's ``sample.ema`` if it was shipped, else the slowest EMA shipped, else the raw weights."""
-        wanted = self.config.sample.ema
-        if wanted is not None and decay_key(wanted) in self.variants:
-            return decay_key(wanted)
-        emas = [v for v in self.variants if v != RAW]
-        return max(emas, key=float) if emas else RAW
-
-    def _variant(self, ema: str | float | None) -> str:
-        if ema is None:
-            return self.default_variant
-        key = RAW if ema == RAW else decay_key(float(ema))
-        if key not in self.variants:
-            raise ValueError(f"ema={ema!r}: {self.name} ships {', '.join(self.variants)}")
-        return key
-
-    def state_dict(self, ema: str | float | None = None) -> dict[str, Tensor]:
-        """The float32 state dict of one variant: ``ema`` a decay, "model" (raw), or None (the default)."""
-        path = self.folder / variant_file(self._variant(ema))
-        return {key: value.float() for key, value in load_file(path).items()}
-
-    def net(self, ema: str | float | None = None, device: torch.device | str = "cpu") -> JiT:
-        """The network with the weights of ``ema`` (see :meth:`state_dict`), in eval mode on ``device``."""
-        with torch.device("meta"):
-            net = JiT(self.model_config)
-        state = self.state_dict(ema)
-        check_state_dict(net, state, str(self.folder / variant_file(self._variant(ema))))
-        net.to_empty(device=device)  # the RoPE tables are recomputed on materialisation
-        net.load_state_dict(state)
-        return net.eval()
-
-    def denoiser(self, ema: str | float | None = None, device: torch.device | str = "cpu") -> Denoiser:
-        """``Denoiser(net, target, t_eps)`` of the recipe: the callable (z, t, y) → x̂, ε̂, v̂ that samplers use."""
-        d = self.config.diffusion
-        return Denoiser(self.net(ema, device), target=d.pred, t_eps=d.t_eps)
-
-    def generator(self, ema: str | float | None = None, device: torch.device | str = "cpu") -> Pipeline:
-        """A :class:`jitlib.evaluation.generate.Generator` (network, noise scale, target, the recipe's sampler defaults)."""
-        d, variant = self.config.diffusion, self._variant(ema)
-        return Pipeline(
-            self.net(ema, device),
-            noise_scale=d.noise_scale,
-            pred=d.pred,
-            t_eps=d.t_eps,
-            defaults=self.config.sample,
-            description=f"{self.name} [{'raw weights' if variant == RAW else 'EMA ' + variant}]",
-        )
-
-    def to_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Write the variants as a jitlib training checkpoint (no optimizer state), for ``jitlib.evaluation.metrics.sweep``,
-        ``jitlib sample`` and ``jitlib eval``; default path ``$JITLIB_CACHE/pretrained/<name>-<sha>.pt``."""
-        if RAW not in self.variants:
-            raise ValueError(f"{self.name} ships no raw weights; a training checkpoint needs them")
-        tag = sha256(self.folder / SUMS_FILE)[:12]
-        path = Path(path) if path is not None else cache_dir() / "pretrained" / f"{self.name}-{tag}.pt"
-        if path.is_file():
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        raw = self.state_dict(RAW)
-        with torch.device("meta"):  # only the names of the trainable parameters (what an EMA averages)
-            names = [n for n, p in JiT(self.model_config).named_parameters() if p.requires_grad]
-        emas = {v: {n: self.state_dict(v)[n] for n in names} for v in self.variants if v != RAW}
-        state = {
-            "config": self.config.to_dict(),
-            "model_name": self.model_name,
-            "model_kwargs": self.model_kwargs,
-            "model": raw,
-            "ema": emas,
-            "step": int(self.info.get("steps", 0)),
-        }
-        return save_checkpoint(state, path)
-
-
-def load(folder: str | Path, name: str | None = None) -> Pretrained:
-    """Verify ``folder`` against its SHA256SUMS, then read its config (weights are read when a network is built)."""
-    folder = Path(folder)
-    verify(folder)
-    raw = json.loads((folder / CONFIG_FILE).read_text())
-    variants = list(raw["variants"])
-    for variant in variants:
-        if not (folder / variant_file(variant)).is_file():
-            raise FileNotFoundError(
-                f"{folder / variant_file(variant)} not found: the checkpoint folder is incomplete"
-            )
-    return Pretrained(
-        name=name or folder.name,
-        folder=folder,
-        model_config=JiTConfig(**raw["model"]),
-        config=from_dict(raw["recipe"]),
-        variants=variants,
-        model_name=raw["model_name"],
-        model_kwargs=raw["model_kwargs"],
-        info=raw.get("info", {}),
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Training (what scripts/train_small_checkpoint.py runs) and the load-or-train switch
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def export(checkpoint: str | Path, out_dir: str | Path, keep: tuple[str, ...], info: dict[str, Any]) -> Path:
-    """Write a training checkpoint's weight variants ``keep`` (float16), config.json and SHA256SUMS to ``out_dir``."""
-    state = load_checkpoint(checkpoint)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    for variant in keep:
-        if variant != RAW and variant not in state["ema"]:
-            raise ValueError(
-                f"{checkpoint} keeps EMA decays {', '.join(state['ema'])}; cannot ship {variant!r}"
-            )
-        weights = state["model"] if variant == RAW else {**state["model"], **state["ema"][variant]}
-        tensors = {k: v.to(STORAGE_DTYPE).contiguous() for k, v in weights.items()}
-        save_file(
-            tensors, out_dir / variant_file(variant), metadata={"library": "jitlib", "variant": variant}
-        )
-        files.append(variant_file(variant))
-    recipe = state["config"]
-    recipe["train"]["output_dir"] = (
-        "runs/" + out_dir.name
-    )  # where it was trained does not describe the weights
-    record = {
-        "model": asdict(get_config(state["model_name"], **state["model_kwargs"])),
-        "model_name": state["model_name"],
-        "model_kwargs": state["model_kwargs"],
-        "recipe": recipe,
-        "variants": list(keep),
-        "storage_dtype": str(STORAGE_DTYPE).removeprefix("torch."),
-        "info": info,
-    }
-    (out_dir / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    write_sums(out_dir, [*files, CONFIG_FILE])
-    return out_dir
 
 
 def train_checkpoint(
     name: str, out_dir: str | Path, *, overrides: tuple[str, ...] | list[str] = (), progress: bool = True
 ) -> Path:
-    """Train checkpoint ``name`` from its recipe with the jitlib Trainer and export it to ``out_dir``.
+    """Train shipped model ``name`` from its recipe with the jitlib Trainer and save it as a float16 artifact.
 
     The run's own files (training checkpoint, logs) go to a temporary folder; ``overrides`` (e.g.
     ``["train.steps=2"]`` in tests) change the recipe.
@@ -282,8 +493,7 @@ def train_checkpoint(
 
     recipe = _recipe(name)
     with tempfile.TemporaryDirectory(prefix=f"jitlib-{name}-") as run_dir:
-        config = recipe_config(name, run_dir, overrides)
-        trainer = Trainer(config)
+        trainer = Trainer(recipe_config(name, run_dir, overrides))
 
         def report(info: Any) -> None:
             if progress and (info.step % 100 == 0 or info.step == info.total_steps):
@@ -291,14 +501,20 @@ def train_checkpoint(
 
         result = trainer.fit(callback=report)
         tail = result.losses[-min(50, len(result.losses)) :]
-        info = {
-            "steps": result.step,
+        artifact = load(result.checkpoint)
+        measured = {
             "seconds": round(result.elapsed, 1),
             "final_loss": sum(tail) / len(tail),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
         }
-        return export(result.checkpoint, out_dir, recipe.keep, info)
+        command = f"python scripts/train_small_checkpoint.py --name {name}" + "".join(
+            f" --override {item}" for item in overrides
+        )
+        provenance = replace(artifact.card.provenance, command=command, measured=measured)
+        provenance.training_config["train"]["output_dir"] = f"runs/{name}"  # the temporary folder is gone
+        artifact.card = replace(artifact.card, provenance=provenance)
+        return artifact.save_pretrained(out_dir, variants=recipe.keep, dtype="float16")
 
 
 def load_or_train(
@@ -308,23 +524,41 @@ def load_or_train(
     cache: str | Path | None = None,
     overrides: tuple[str, ...] | list[str] = (),
     progress: bool = True,
-) -> Pretrained:
-    """The checkpoint ``name``: the shipped files (SHA-256 verified), or — when ``train`` or when they are missing —
-    freshly trained with :func:`train_checkpoint` into ``cache/<name>`` (default ``$JITLIB_CACHE/pretrained``).
+) -> Artifact:
+    """Shipped model ``name``: its files (SHA-256 verified), or — when ``train`` or when they are missing — freshly
+    trained with :func:`train_checkpoint` into ``cache/<name>`` (default ``$JITLIB_CACHE/pretrained``).
 
     A corrupt shipped file is an error (ValueError naming it), not a reason to retrain silently.
     """
+    from jitlib.evaluation.metrics import cache_dir
+
     _recipe(name)
-    trained = Path(cache) if cache is not None else cache_dir() / "pretrained"
-    trained = trained / name
+    trained = (Path(cache) if cache is not None else cache_dir() / "pretrained") / name
     if not train:
         for folder in (ASSET_DIR / name, trained):
             if is_complete(folder):
-                return load(folder, name)
+                return _from_folder(folder)
         if progress:
             print(
-                f"{name}: no shipped or cached checkpoint found; training it (minutes on a CPU)",
-                file=sys.stderr,
+                f"{name}: no shipped or cached model found; training it (minutes on a CPU)", file=sys.stderr
             )
+    if trained.exists():
+        import shutil
+
+        shutil.rmtree(trained)  # an incomplete cache folder of jitlib's own making
     train_checkpoint(name, trained, overrides=overrides, progress=progress)
-    return load(trained, name)
+    return _from_folder(trained)
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT_VERSION",
+    "RAW",
+    "RECIPES",
+    "Artifact",
+    "ModelCard",
+    "Provenance",
+    "choose_variant",
+    "load",
+    "load_or_train",
+]

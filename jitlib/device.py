@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +22,38 @@ TIER_ENV = "JITLIB_TIER"
 def default_device() -> torch.device:
     """The device jitlib uses when none is given: the first CUDA GPU if there is one, else the CPU."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
+
+
+def check_device_name(name: str, key: str = "--device") -> str:
+    """``name`` if it spells a device (auto, cpu, cuda, cuda:N, mps); a one-line ValueError naming it otherwise."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise ValueError(f"{key}={name!r} is not a device; valid: {VALID_DEVICES}")
+    return name
+
+
+def resolve_device(name: str = "auto", key: str = "--device") -> torch.device:
+    """The one device resolver of every command: "auto" → :func:`default_device`; else the named device, checked to exist.
+
+    An unknown name or a device this machine lacks is a one-line ValueError listing what is valid here.
+    """
+    check_device_name(name, key)
+    if name == "auto":
+        return default_device()
+    device = torch.device(name)
+    here = ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        here.append("mps")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"{key}={name!r}: this machine has no such CUDA device; valid here: {', '.join(here)}"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{key}={name!r}: MPS is not available here; valid here: {', '.join(here)}")
+    return device
 
 
 def tier() -> Tier:

@@ -40,8 +40,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from jitlib.artifact import load
 from jitlib.diffusion.targets import TARGETS
-from jitlib.evaluation.generate import class_labels, generate, load_generator
+from jitlib.evaluation.generate import class_labels, generate
 from jitlib.evaluation.metrics import PROXY_VERSION, ProxyClassifier, proxy_classifier
 from jitlib.training.config import Config, DataConfig, load_config
 from jitlib.training.data import digits, unit_to_uint8
@@ -186,7 +187,7 @@ def run_cell(
     with tempfile.TemporaryDirectory(prefix="patch-grid-") as out:
         trainer = Trainer(quiet_config(overrides, out))
         result = trainer.fit()
-        generator = load_generator(result.checkpoint, ema=ema)
+        generator = load(result.checkpoint).pipeline(ema)
     labels = class_labels(generator.num_classes, num_images)
     images = generate(generator, labels, seed=seed, steps=sample_steps)
     if keep is not None:

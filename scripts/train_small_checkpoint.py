@@ -1,4 +1,4 @@
-"""Regenerate a checkpoint shipped in jitlib/assets (default: digits-small) with jitlib.artifact.train_checkpoint.
+"""Regenerate a checkpoint shipped in jitlib/assets (default: digits-small) with jitlib.artifact.train_checkpoint (an artifact folder).
 
     python scripts/train_small_checkpoint.py                      # ~12 min on 1 busy CPU thread; rewrites the assets
     python scripts/train_small_checkpoint.py --out /tmp/ds --override train.steps=20   # a quick dry run elsewhere
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from jitlib.artifact import ASSET_DIR, RECIPES, SUMS_FILE, train_checkpoint, verify
+from jitlib.artifact import ASSET_DIR, RECIPES, train_checkpoint
+from jitlib.integrity import SUMS_FILE, verify
 
 
 def main(argv: list[str] | None = None) -> int:

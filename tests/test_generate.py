@@ -8,18 +8,20 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import Tensor
 
+from jitlib.artifact import load
 from jitlib.cli import main
 from jitlib.evaluation.generate import (
     class_labels,
     generate,
-    load_generator,
+    generate_shards,
+    read_shards,
     sample_noise,
     save_grid,
     save_npz,
     save_pngs,
 )
-from jitlib.nn.weights import save_pretrained
 
 TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 digits)
     "train.steps=4",
@@ -34,21 +36,23 @@ def run(smoke_run) -> Path:
 
 
 def test_ema_choice_loads_different_weights(run: Path) -> None:
-    raw, fast, slow = (load_generator(run, ema) for ema in ("model", "0.5", "0.9"))
-    default = load_generator(run)  # no sample.ema in the recipe: the slowest decay, as the official code does
+    raw, fast, slow = (load(run).pipeline(ema) for ema in ("model", "0.5", "0.9"))
+    default = load(
+        run
+    ).pipeline()  # no sample.ema in the recipe: the slowest decay, as the official code does
     key = "final_layer.linear.weight"
     assert torch.equal(default.net.state_dict()[key], slow.net.state_dict()[key])
     assert not torch.equal(raw.net.state_dict()[key], fast.net.state_dict()[key])
     assert not torch.equal(fast.net.state_dict()[key], slow.net.state_dict()[key])
     assert (
-        "EMA 0.9 at step 4" in slow.description and raw.num_classes == 10 and raw.image_shape == (1, 16, 16)
+        "(step 4) [EMA 0.9]" in slow.description and raw.num_classes == 10 and raw.image_shape == (1, 16, 16)
     )
-    with pytest.raises(ValueError, match="keeps EMA decays 0.5, 0.9"):
-        load_generator(run, "0.99")
+    with pytest.raises(ValueError, match="keeps model, 0.5, 0.9"):
+        load(run).pipeline("0.99")
 
 
 def test_images_do_not_depend_on_the_batch_size(run: Path) -> None:
-    gen = load_generator(run)
+    gen = load(run).pipeline()
     labels = class_labels(gen.num_classes, 7)
     a = generate(gen, labels, seed=1, batch_size=7)
     b = generate(gen, labels, seed=1, batch_size=3)
@@ -80,13 +84,44 @@ def test_writers(tmp_path: Path) -> None:
     assert len(list(save_pngs(images, tmp_path / "pngs").glob("*.png"))) == 6
 
 
-def test_pretrained_folder_samples_like_the_checkpoint(run: Path, tmp_path: Path) -> None:
-    gen = load_generator(run, "0.9")
-    save_pretrained(gen.net, tmp_path / "weights")
-    pretrained = load_generator(tmp_path / "weights")
+def test_exported_folder_samples_bit_identically_to_the_run(run: Path, tmp_path: Path) -> None:
+    exported = load(run).save_pretrained(tmp_path / "weights")
+    a, b = load(run).pipeline("0.9"), load(exported).pipeline("0.9")
+    assert (a.noise_scale, a.pred, a.t_eps, a.defaults) == (b.noise_scale, b.pred, b.t_eps, b.defaults)
     labels = class_labels(10, 4)
-    pretrained.noise_scale, pretrained.defaults = gen.noise_scale, gen.defaults
-    assert torch.allclose(generate(gen, labels), generate(pretrained, labels), atol=1e-6)
+    assert torch.equal(generate(a, labels), generate(b, labels))
+
+
+def test_shards_resume_to_the_uninterrupted_result(run: Path, tmp_path: Path) -> None:
+    pipe = load(run).pipeline()
+    labels = class_labels(10, 10)
+    seen: list[tuple[Tensor, Tensor]] = []
+    whole = generate_shards(
+        pipe,
+        labels,
+        tmp_path / "whole",
+        batch_size=3,
+        shard_size=4,
+        on_batch=lambda x, y: seen.append((x, y)),
+    )
+    assert [p.name for p in whole] == ["shard-000000.npz", "shard-000001.npz", "shard-000002.npz"]
+    images, stored = read_shards(tmp_path / "whole")
+    assert images.shape == (10, 16, 16, 1) and images.dtype == np.uint8 and stored.tolist() == labels.tolist()
+    fed = torch.cat([x for x, _ in seen])
+    assert fed.dtype == torch.uint8 and torch.equal(fed.permute(0, 2, 3, 1), torch.from_numpy(images))
+    # An interrupted run leaves complete shards only (each is renamed into place); the same call resumes it.
+    generate_shards(pipe, labels, tmp_path / "fresh", batch_size=3, shard_size=4)
+    first = (tmp_path / "fresh" / "shard-000001.npz").read_bytes()
+    (tmp_path / "fresh" / "shard-000001.npz").unlink()
+    (tmp_path / "fresh" / "shard-000002.npz").unlink()
+    again: list[Tensor] = []
+    generate_shards(
+        pipe, labels, tmp_path / "fresh", batch_size=3, shard_size=4, on_batch=lambda x, y: again.append(x)
+    )
+    assert (tmp_path / "fresh" / "shard-000001.npz").read_bytes() == first
+    assert np.array_equal(read_shards(tmp_path / "fresh")[0], images) and torch.equal(torch.cat(again), fed)
+    with pytest.raises(ValueError, match="other settings \\(seed differ"):
+        generate_shards(pipe, labels, tmp_path / "fresh", seed=1, batch_size=3, shard_size=4)
 
 
 def test_sample_command_writes_grid_and_npz(run: Path, tmp_path: Path) -> None:

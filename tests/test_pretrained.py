@@ -11,14 +11,13 @@ from jitlib.artifact import (
     CONFIG_FILE,
     RECIPES,
     STORAGE_DTYPE,
-    SUMS_FILE,
     load,
     load_or_train,
     recipe_config,
     variant_file,
-    verify,
 )
-from jitlib.evaluation.generate import class_labels, generate, load_generator
+from jitlib.evaluation.generate import class_labels, generate
+from jitlib.integrity import SUMS_FILE, is_complete, verify
 from jitlib.training.trainer import Trainer
 
 SHIPPED = ASSET_DIR / "digits-small"
@@ -33,9 +32,12 @@ def test_shipped_checkpoint_verifies_and_fits_the_size_budget() -> None:
     total = sum(p.stat().st_size for p in SHIPPED.iterdir())
     assert total <= 5_000_000, f"the shipped checkpoint is {total} bytes; the package budget is 5 MB"
     model = load(SHIPPED)
-    assert model.variants == list(recipe.keep)
-    assert model.model_config.num_classes == 10 and model.model_config.input_size == 32
-    assert model.config.diffusion.pred == "x" and model.config.diffusion.loss == "v"
+    assert model.variants == list(recipe.keep) and model.card.dtype == "float16"
+    assert (
+        model.card.architecture.num_classes == 10 and model.card.image_size == 32 and model.card.channels == 1
+    )
+    assert model.card.diffusion.pred == "x" and model.card.diffusion.loss == "v"
+    assert model.card.class_names == tuple("0123456789") and model.card.provenance.steps == 1400
     net = model.net()
     assert all(p.dtype == torch.float32 for p in net.parameters())
 
@@ -62,7 +64,7 @@ def test_missing_or_malformed_sums_are_reported(tmp_path) -> None:
     copy = tmp_path / "digits-small"
     shutil.copytree(SHIPPED, copy)
     (copy / CONFIG_FILE).unlink()
-    assert not pretrained.is_complete(copy)
+    assert not is_complete(copy)
     with pytest.raises(FileNotFoundError, match=CONFIG_FILE):
         verify(copy)
     (copy / SUMS_FILE).write_text("not a digest line\n")
@@ -76,7 +78,7 @@ def test_load_or_train_round_trip(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(pretrained, "ASSET_DIR", tmp_path / "nothing-shipped")
     cache = tmp_path / "cache"
     model = load_or_train("digits-small", cache=cache, overrides=TINY, progress=False)
-    assert model.folder == cache / "digits-small" and model.info["steps"] == 2
+    assert model.folder == cache / "digits-small" and model.card.provenance.steps == 2
     verify(model.folder)
     stamp = (model.folder / SUMS_FILE).stat().st_mtime_ns
     again = load_or_train("digits-small", cache=cache, overrides=TINY, progress=False)
@@ -95,10 +97,10 @@ def test_load_or_train_round_trip(tmp_path, monkeypatch) -> None:
 
     # Loaded networks sample, and the training-checkpoint view gives the same networks to jitlib's tools.
     labels = class_labels(10, 4)
-    images = generate(again.generator(), labels, steps=2)
+    images = generate(again.pipeline(), labels, steps=2)
     assert images.shape == (4, 1, 32, 32) and torch.isfinite(images).all()
     path = again.to_checkpoint(tmp_path / "as-checkpoint.pt")
     for variant in again.variants:
-        from_checkpoint = load_generator(path, variant).net.state_dict()
+        from_checkpoint = load(path).pipeline(variant).net.state_dict()
         for key, tensor in again.net(variant).state_dict().items():
             torch.testing.assert_close(from_checkpoint[key], tensor, rtol=0, atol=0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from jitlib.evaluation.generate import load_generator
+from jitlib.artifact import load
 from jitlib.training.checkpoint import LAST, load_checkpoint
 from jitlib.training.config import DiffusionConfig, load_config
 from jitlib.training.trainer import Trainer, TrainingDiverged, draw_noise, learning_rate, model_kwargs
@@ -112,13 +112,13 @@ def test_loss_goes_down_and_logs(tmp_path: Path) -> None:
         "0.9",
         "model",
     ):  # the notebook path (trainer.generator) holds the same weights as the checkpoint
-        live, saved = trainer.generator(ema).net.state_dict(), load_generator(tmp_path, ema).net.state_dict()
+        live, saved = trainer.generator(ema).net.state_dict(), load(tmp_path).pipeline(ema).net.state_dict()
         assert all(torch.equal(live[k], saved[k]) for k in saved)
     slowest, fast = (
         trainer.generator().net.final_layer.linear.weight,
         trainer.generator(0.9).net.final_layer.linear.weight,
     )
-    assert torch.equal(slowest, load_generator(tmp_path, "0.99").net.final_layer.linear.weight)
+    assert torch.equal(slowest, load(tmp_path).pipeline("0.99").net.final_layer.linear.weight)
     assert not torch.equal(slowest, fast)
 
 

@@ -1,43 +1,52 @@
-"""The ``jitlib`` command: one entry point, one sub-command per job (``jitlib --help`` lists them)."""
+"""The ``jitlib`` command: one entry point, one module per sub-command (``jitlib --help`` lists them).
+
+Each module of :mod:`jitlib.cli` registers its sub-command; user errors end with one line on stderr naming the bad
+value and what is valid, and exit status 2 — no traceback, and no file the command did not create is touched.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from collections.abc import Sequence
 
 from jitlib import __version__
 from jitlib.book.toy import add_toy_parser
+from jitlib.cli import doctor, export, sample, train
 from jitlib.cli.bench import add_bench_parser
-from jitlib.device import doctor
-from jitlib.evaluation.generate import add_sample_parser
+from jitlib.cli.models import add_models_parser
 from jitlib.evaluation.metrics import add_eval_parser
-from jitlib.nn.registry import add_models_parser
-from jitlib.training.trainer import add_train_parser
+
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
 
 
-def _add_doctor_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="report device, precision and tier; changes nothing")
-    p.set_defaults(func=_run_doctor)
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (argparse prints the usage first, which is not an error line)."""
 
-
-def _run_doctor(args: argparse.Namespace) -> int:
-    doctor(print_report=True)
-    return 0
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser; each sub-command is registered by the module that implements it."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jitlib",
         description="JiT — pixel-space diffusion with x-prediction: models, toy experiments, training, sampling, evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"jitlib {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_doctor_parser(sub)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    doctor.add_parser(sub)
     add_models_parser(sub)
-    add_train_parser(sub)
-    add_sample_parser(sub)
+    train.add_parser(sub)
+    sample.add_parser(sub)
+    export.add_parser(sub)
     add_eval_parser(sub)
     add_toy_parser(sub)
     add_bench_parser(sub)
@@ -53,8 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        print(f"jitlib {args.command}: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        message = " ".join(str(err).split("\n"))
+        print(f"jitlib {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

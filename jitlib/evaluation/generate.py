@@ -1,17 +1,21 @@
-"""Generating images from a trained JiT: load weights (a training checkpoint's EMA, a ``save_pretrained`` folder or
-an official checkpoint), integrate the ODE from noise (Heun, CFG with interval), write PNG grids and ``.npz`` files.
+"""Generating images from a model ready to sample (a :class:`Pipeline`): integrate the ODE from noise (Heun, CFG with
+interval), in memory (:func:`generate`) or streamed to ``.npz`` shards that an interrupted run resumes
+(:func:`generate_shards`); write PNG grids, ``.npz`` files and PNG folders.
 
-Sample i starts from its own noise z₀ = s·n, n ~ N(0, I) seeded by (seed, i), so an image does not depend on the
-batch size or on how many images are generated with it.
+Sample i starts from its own noise z₀ = s·n, n ~ N(0, I) seeded by (seed, i), so an image depends only on the seed and
+its global index — never on the batch size, the shard size, or whether the run was interrupted and resumed.
+Pipelines come from :func:`jitlib.artifact.load` (any checkpoint, run folder, artifact folder, shipped asset or
+official ``.pth``), which applies the noise scale, target and ``t_eps`` stored with the model.
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
+import json
 import math
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +27,11 @@ from jitlib.device import autocast_dtype
 from jitlib.diffusion.denoiser import Denoiser
 from jitlib.diffusion.sampling import sample
 from jitlib.nn.model import JiT
-from jitlib.nn.registry import create_model
-from jitlib.nn.weights import CONFIG_FILE, from_pretrained, load_official
-from jitlib.training.checkpoint import FORMAT, LAST, check_writable, load_checkpoint
-from jitlib.training.config import SampleConfig, from_dict
+from jitlib.training.config import SampleConfig
 from jitlib.training.data import unit_to_uint8
-from jitlib.training.ema import decay_key
+
+SHARD_PATTERN = "shard-{:06d}.npz"
+MANIFEST = "generation.json"
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Pipeline:
     t_eps: float = 0.05
     defaults: SampleConfig = field(default_factory=SampleConfig)
     description: str = ""
+    class_names: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -50,71 +54,6 @@ class Pipeline:
     def image_shape(self) -> tuple[int, int, int]:
         c = self.net.config
         return (c.in_channels, c.input_size, c.input_size)
-
-
-def load_generator(
-    source: str | Path, ema: str | None = None, device: torch.device | str = "cpu"
-) -> Pipeline:
-    """The weights at ``source``: a jitlib checkpoint (file or run folder), a save_pretrained folder, or an official .pth.
-
-    ``ema``: a decay such as "0.9999", "model" (raw weights), or None: the recipe's ``sample.ema``, else the slowest
-    decay kept (what the official code evaluates). Official files take "ema1" (default) / "ema2" / "model".
-    """
-    path = Path(source)
-    if path.is_dir() and (path / CONFIG_FILE).is_file() and not (path / LAST).exists():
-        net = from_pretrained(path, device=device).eval()
-        return Pipeline(net, noise_scale=net.config.input_size / 256, description=f"pretrained {path}")
-    if path.is_file() and not _is_jitlib_checkpoint(path):
-        official = ema or "ema1"
-        try:
-            net = load_official(path, ema=official, device=device).eval()
-        except (ValueError, FileNotFoundError):
-            raise
-        except Exception as err:  # torch reports unreadable files with assorted exception types
-            reason = str(err).splitlines()[0]
-            raise ValueError(
-                f"cannot read {str(path)!r}: not a jitlib or an official JiT checkpoint ({reason})"
-            ) from None
-        return Pipeline(
-            net, noise_scale=net.config.input_size / 256, description=f"official {path} [{official}]"
-        )
-    state = load_checkpoint(path)
-    config = from_dict(state["config"])
-    net = create_model(state["model_name"], device="meta", **state["model_kwargs"])
-    net.to_empty(device=device)
-    if ema == "model":
-        net.load_state_dict(state["model"])
-        chosen = "raw weights"
-    else:
-        keys = sorted(state["ema"], key=float)
-        key = _decay(str(ema if ema is not None else config.sample.ema or keys[-1]), keys)
-        net.load_state_dict({**state["model"], **state["ema"][key]})
-        chosen = f"EMA {key}"
-    return Pipeline(
-        net.eval(),
-        noise_scale=config.diffusion.noise_scale,
-        pred=config.diffusion.pred,
-        t_eps=config.diffusion.t_eps,
-        defaults=config.sample,
-        description=f"{chosen} at step {state['step']} of {path}",
-    )
-
-
-def _is_jitlib_checkpoint(path: Path) -> bool:
-    try:
-        return torch.load(path, map_location="meta", weights_only=True, mmap=True).get("format") == FORMAT
-    except Exception:  # not a jitlib file: let the official loader report what it is
-        return False
-
-
-def _decay(ema: str, keys: list[str]) -> str:
-    try:
-        key = decay_key(float(ema))
-    except ValueError:
-        key = ema
-    if key not in keys:
-        raise ValueError(f"--ema {ema!r}: this checkpoint keeps EMA decays {', '.join(keys)} (or 'model')")
-    return key
 
 
 def class_labels(num_classes: int, num: int | None = None, labels: Sequence[int] | None = None) -> Tensor:
@@ -144,9 +83,62 @@ def sample_noise(num: int, shape: tuple[int, ...], seed: int, start: int = 0) ->
     return torch.stack(rows)
 
 
+@dataclass(frozen=True)
+class SamplerSettings:
+    """The sampler of one generation run: the pipeline's defaults with any argument the caller set."""
+
+    steps: int
+    method: str
+    cfg: float
+    cfg_interval: tuple[float, float]
+    last_step: str
+
+    @classmethod
+    def resolve(
+        cls,
+        pipe: Pipeline,
+        steps: int | None = None,
+        method: str | None = None,
+        cfg: float | None = None,
+        cfg_interval: tuple[float, float] | None = None,
+        last_step: str | None = None,
+    ) -> SamplerSettings:
+        """Unset arguments take the pipeline's defaults (Tab. 9: Heun, 50 steps, CFG interval); unconditional: cfg 1."""
+        d = pipe.defaults
+        guided = (d.cfg if cfg is None else cfg) if pipe.num_classes > 0 else 1.0
+        interval = tuple(float(v) for v in (cfg_interval or d.cfg_interval))
+        return cls(steps or d.steps, method or d.method, float(guided), interval, last_step or d.last_step)
+
+
 @torch.no_grad()
+def iter_batches(
+    pipe: Pipeline, labels: Tensor, settings: SamplerSettings, *, seed: int, batch_size: int, start: int = 0
+) -> Iterator[Tensor]:
+    """Images x ∈ [−1, 1] (B, C, H, W) of ``labels`` batch by batch; image i uses noise (seed, start + i)."""
+    device = next(pipe.net.parameters()).device
+    denoiser = Denoiser(pipe.net, target=pipe.pred, t_eps=pipe.t_eps)
+    conditional = pipe.num_classes > 0
+    dtype = autocast_dtype(device)
+    for first in range(0, len(labels), batch_size):
+        y = labels[first : first + batch_size].to(device)
+        noise = sample_noise(len(y), pipe.image_shape, seed, start + first).to(device) * pipe.noise_scale
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            x = sample(
+                denoiser,
+                noise,
+                steps=settings.steps,
+                method=settings.method,
+                labels=y if conditional else None,
+                null_label=pipe.num_classes if conditional else None,
+                cfg=settings.cfg,
+                cfg_interval=settings.cfg_interval,
+                last_step=settings.last_step,
+            )
+        yield x.float().clamp(-1, 1).cpu()
+
+
 def generate(
-    gen: Pipeline,
+    pipe: Pipeline,
     labels: Tensor,
     *,
     seed: int = 0,
@@ -157,39 +149,152 @@ def generate(
     last_step: str | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    on_batch: Callable[[Tensor, Tensor], None] | None = None,
 ) -> Tensor:
     """Images x ∈ [−1, 1] of shape (N, C, H, W) for class ids ``labels`` (N,): the ODE dz/dt = v̂ from z₀ = s·n to t = 1.
 
-    Unset sampler arguments take the recipe's defaults (``gen.defaults``; Tab. 9: Heun, 50 steps, CFG interval).
+    Unset sampler arguments take the pipeline's defaults; ``on_batch(images, labels)`` sees each batch (float, [−1, 1]).
     """
-    d = gen.defaults
-    device = next(gen.net.parameters()).device
-    denoiser = Denoiser(gen.net, target=gen.pred, t_eps=gen.t_eps)
-    conditional = gen.num_classes > 0
-    dtype = autocast_dtype(device)
-    out = []
-    batches = range(0, len(labels), batch_size)
+    settings = SamplerSettings.resolve(pipe, steps, method, cfg, cfg_interval, last_step)
+    batches = iter_batches(pipe, labels, settings, seed=seed, batch_size=batch_size)
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, unit="batch", desc="sampling")
-    for start in batches:
-        y = labels[start : start + batch_size].to(device)
-        noise = sample_noise(len(y), gen.image_shape, seed, start).to(device) * gen.noise_scale
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            x = sample(
-                denoiser,
-                noise,
-                steps=steps or d.steps,
-                method=method or d.method,
-                labels=y if conditional else None,
-                null_label=gen.num_classes if conditional else None,
-                cfg=(d.cfg if cfg is None else cfg) if conditional else 1.0,
-                cfg_interval=tuple(cfg_interval or d.cfg_interval),
-                last_step=last_step or d.last_step,
-            )
-        out.append(x.float().clamp(-1, 1).cpu())
+        batches = tqdm(batches, total=math.ceil(len(labels) / batch_size), unit="batch", desc="sampling")
+    out = []
+    for first, images in zip(range(0, len(labels), batch_size), batches, strict=True):
+        if on_batch is not None:
+            on_batch(images, labels[first : first + batch_size])
+        out.append(images)
     return torch.cat(out)
+
+
+def generate_shards(
+    pipe: Pipeline,
+    labels: Tensor,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    method: str | None = None,
+    cfg: float | None = None,
+    cfg_interval: tuple[float, float] | None = None,
+    last_step: str | None = None,
+    batch_size: int = 64,
+    shard_size: int = 1024,
+    progress: bool = False,
+    on_batch: Callable[[Tensor, Tensor], None] | None = None,
+) -> list[Path]:
+    """Stream the images of ``labels`` to ``out_dir/shard-000000.npz``, … (``arr_0`` uint8 NHWC, ``arr_1`` labels).
+
+    Each shard is written to a temporary file and renamed, so a killed run leaves only complete shards; calling again
+    with the same arguments keeps them and generates the rest, and the shards equal those of an uninterrupted run
+    (``generation.json`` records the settings; other settings in the same folder are refused). ``on_batch(images,
+    labels)`` sees every image once, in order, as uint8 (B, C, H, W) — kept shards are read back from disk.
+    Memory holds one shard of uint8 images.
+    """
+    if shard_size <= 0 or batch_size <= 0:
+        raise ValueError(f"shard_size={shard_size} and batch_size={batch_size} must be > 0")
+    out_dir = Path(out_dir)
+    settings = SamplerSettings.resolve(pipe, steps, method, cfg, cfg_interval, last_step)
+    manifest = {
+        "weights": weights_digest(pipe.net),
+        "noise_scale": pipe.noise_scale,
+        "pred": pipe.pred,
+        "t_eps": pipe.t_eps,
+        "seed": seed,
+        "num": len(labels),
+        "labels": hashlib.sha256(labels.to(torch.int64).numpy().tobytes()).hexdigest(),
+        "batch_size": batch_size,
+        "shard_size": shard_size,
+        "sampler": asdict(settings),
+    }
+    _check_manifest(out_dir, json.loads(json.dumps(manifest)))
+    starts = range(0, len(labels), shard_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, unit="shard", desc="sampling")
+    paths = []
+    for start in starts:
+        path = out_dir / SHARD_PATTERN.format(start // shard_size)
+        wanted = labels[start : start + shard_size]
+        if path.is_file():
+            images = _read_shard(path, wanted)
+            for first in range(0, len(wanted), batch_size) if on_batch is not None else ():
+                on_batch(images[first : first + batch_size], wanted[first : first + batch_size])
+        else:
+            chunks = []
+            batches = iter_batches(pipe, wanted, settings, seed=seed, batch_size=batch_size, start=start)
+            for first, batch in zip(range(0, len(wanted), batch_size), batches, strict=True):
+                chunks.append(unit_to_uint8(batch))
+                if on_batch is not None:
+                    on_batch(chunks[-1], wanted[first : first + batch_size])
+            _write_shard(path, torch.cat(chunks), wanted)
+        paths.append(path)
+    return paths
+
+
+def weights_digest(net: torch.nn.Module) -> str:
+    """SHA-256 over the names, dtypes and bytes of a network's state dict: which weights made a set of images."""
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_manifest(out_dir: Path, manifest: dict) -> None:
+    """Write ``generation.json`` in a new folder; in an existing one, refuse settings that differ from it."""
+    path = out_dir / MANIFEST
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        diffs = [key for key in manifest if saved.get(key) != manifest[key]]
+        if diffs:
+            raise ValueError(
+                f"{str(out_dir)!r} holds a generation run with other settings ({', '.join(diffs)} differ); "
+                f"use another folder, or the same settings to resume it"
+            )
+        return
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise ValueError(
+            f"{str(out_dir)!r} is not empty and holds no {MANIFEST}; use a new folder for shards"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest) + "\n")
+
+
+def _write_shard(path: Path, images: Tensor, labels: Tensor) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, arr_0=images.permute(0, 2, 3, 1).numpy(), arr_1=labels.numpy())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _read_shard(path: Path, labels: Tensor) -> Tensor:
+    """A kept shard's uint8 images (N, C, H, W), checked to hold exactly ``labels``."""
+    with np.load(path) as shard:
+        images, stored = shard["arr_0"], shard["arr_1"]
+    if stored.tolist() != labels.tolist():
+        raise ValueError(
+            f"{path} does not hold the expected {len(labels)} images; delete it to regenerate it"
+        )
+    return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
+def read_shards(out_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """All images (N, H, W, C) uint8 and labels (N,) of the shards in ``out_dir``, in order."""
+    paths = sorted(Path(out_dir).glob(SHARD_PATTERN.replace("{:06d}", "*")))
+    if not paths:
+        raise FileNotFoundError(f"no {SHARD_PATTERN.format(0)} in {str(out_dir)!r}")
+    images, labels = [], []
+    for path in paths:
+        with np.load(path) as shard:
+            images.append(shard["arr_0"])
+            labels.append(shard["arr_1"])
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def image_grid(images: Tensor, nrow: int | None = None) -> np.ndarray:
@@ -230,110 +335,3 @@ def save_pngs(images: Tensor, folder: str | Path, start: int = 0) -> Path:
             folder / f"{start + i:06d}.png"
         )
     return folder
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Command line: jitlib sample
-# ---------------------------------------------------------------------------------------------------------------
-
-SAMPLE_HELP = """\
-Generate images from a trained model and write a PNG grid, an .npz and/or one PNG per image.
-
-examples:
-  jitlib sample runs/tiny-digits                          # grid of 100 images with the recipe's EMA and CFG
-  jitlib sample runs/tiny-digits --labels 3 3 3 7 7 7 --cfg 3 --grid threes.png
-  jitlib sample runs/jit-b16 --num 50000 --png-dir samples/ --ema 0.9996 --cfg 2.9
-  jitlib sample weights/jit-b16/ --labels 207 360 387 --steps 50     # a save_pretrained folder
-"""
-
-
-def run_sample(args: argparse.Namespace) -> int:
-    """``jitlib sample``: load, check the outputs are writable, generate, write."""
-    for name in ("num", "steps", "batch_size", "nrow"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise ValueError(f"--{name.replace('_', '-')}={value} must be > 0")
-    if args.cfg is not None and args.cfg < 0:
-        raise ValueError(f"--cfg={args.cfg} must be >= 0 (1 = no guidance)")
-    outputs = [p for p in (args.grid, args.npz) if p] + ([args.png_dir] if args.png_dir else [])
-    if not outputs:
-        args.grid = str(
-            Path(args.source) / "samples.png"
-            if Path(args.source).is_dir()
-            else Path(args.source).with_suffix(".png")
-        )
-        outputs = [args.grid]
-    for out in (args.grid, args.npz):
-        if out:
-            check_writable(Path(out).parent)
-    if args.png_dir:
-        check_writable(args.png_dir)
-    device = (
-        torch.device(args.device)
-        if args.device != "auto"
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
-    gen = load_generator(args.source, args.ema, device)
-    labels = class_labels(gen.num_classes, args.num, args.labels)
-    interval = tuple(args.interval) if args.interval else None
-    images = generate(
-        gen,
-        labels,
-        seed=args.seed,
-        steps=args.steps,
-        method=args.method,
-        cfg=args.cfg,
-        cfg_interval=interval,
-        last_step=args.last_step,
-        batch_size=args.batch_size,
-        progress=True,
-    )
-    if args.grid:
-        save_grid(
-            images,
-            args.grid,
-            nrow=args.nrow or (gen.num_classes if 0 < gen.num_classes <= 20 else None),
-            scale=max(1, 128 // gen.image_shape[-1]),
-        )
-    if args.npz:
-        save_npz(images, labels, args.npz)
-    if args.png_dir:
-        save_pngs(images, args.png_dir)
-    print(f"{len(images)} images from {gen.description} → {', '.join(map(str, outputs))}", file=sys.stderr)
-    return 0
-
-
-def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib sample`` on a sub-parser set (``func`` runs it)."""
-    p = subparsers.add_parser(
-        "sample",
-        help="generate images from a checkpoint or pretrained weights",
-        description=SAMPLE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("source", help="run folder / checkpoint file, save_pretrained folder, or official .pth")
-    p.add_argument(
-        "--ema", help="EMA decay (e.g. 0.9999) or 'model'; default: the recipe's sample.ema, else the slowest"
-    )
-    p.add_argument("--labels", type=int, nargs="+", metavar="ID", help="class ids, one image each")
-    p.add_argument(
-        "--num", type=int, default=100, help="number of images when --labels is not given (classes cycle)"
-    )
-    p.add_argument("--method", choices=("heun", "euler"), help="ODE solver (default: the recipe's, heun)")
-    p.add_argument("--steps", type=int, help="solver steps (default: the recipe's, 50)")
-    p.add_argument(
-        "--cfg", type=float, help="classifier-free guidance scale; 1 = none (default: the recipe's)"
-    )
-    p.add_argument(
-        "--interval", type=float, nargs=2, metavar=("LOW", "HIGH"), help="guide only for LOW < t <= HIGH"
-    )
-    p.add_argument("--last-step", choices=("euler", "x"), help="final step: euler (official) or x (return x̂)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed; image i uses (seed, i)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--grid", help="PNG grid to write (default: samples.png next to the checkpoint)")
-    p.add_argument("--nrow", type=int, help="images per grid row")
-    p.add_argument("--npz", help=".npz to write (arr_0 uint8 NHWC images, arr_1 labels)")
-    p.add_argument("--png-dir", help="folder to write one PNG per image (for FID)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (default: GPU if any)")
-    p.set_defaults(func=run_sample)
-    return p

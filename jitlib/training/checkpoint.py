@@ -86,7 +86,45 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(
             f"{str(path)!r} is not a jitlib training checkpoint (for official JiT weights use weights.load_official)"
         )
+    check_weights(state, str(path))
     return state
+
+
+def check_weights(state: dict[str, Any], source: str) -> None:
+    """Refuse (one line) a checkpoint whose stored model name and arguments do not describe its weights."""
+    from jitlib.nn.registry import create_model
+    from jitlib.nn.weights import check_state_dict
+
+    missing = [
+        key for key in ("config", "model_name", "model_kwargs", "model", "ema", "step") if key not in state
+    ]
+    if missing:
+        raise ValueError(f"{source} lacks {', '.join(missing)}: not a complete jitlib training checkpoint")
+    try:
+        net = create_model(state["model_name"], device="meta", **state["model_kwargs"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: its stored model arguments are invalid ({err})") from None
+    try:
+        check_state_dict(net, state["model"], f"{source} (stored model {state['model_name']})")
+    except ValueError as err:
+        raise ValueError(f"{err}; the checkpoint's model arguments do not match its weights") from None
+
+
+def check_output_folder(output_dir: str | Path, resume: str | Path | None) -> None:
+    """Refuse to write a run into a folder that holds another run: only the run being resumed may be continued there."""
+    output_dir = Path(output_dir)
+    if not (output_dir / LAST).exists():
+        return
+    if resume is None:
+        raise ValueError(
+            f"{str(output_dir / LAST)!r} exists; pass --resume {output_dir} to continue that run, "
+            f"or choose another train.output_dir"
+        )
+    if find_checkpoint(resume).parent.resolve() != output_dir.resolve():
+        raise ValueError(
+            f"train.output_dir={str(output_dir)!r} holds another run than --resume {str(resume)!r}; "
+            f"drop train.output_dir to continue in the resumed run's folder, or choose an empty one"
+        )
 
 
 def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: str | Path = "checkpoint") -> None:

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
+from jitlib.device import check_device_name
+
 PRESET_DIR = Path(__file__).parents[1] / "presets"
 PredTarget = Literal["x", "eps", "v"]
 
@@ -34,9 +36,9 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Which images: ``digits`` / ``shapes`` (offline, tiny), ``cifar10`` (downloaded once) or any ImageNet-style ``folder``."""
+    """Which images: ``digits`` / ``shapes`` (offline, tiny), ``photos`` (crops of packaged photos), ``cifar10`` (downloaded once) or any ImageNet-style ``folder``."""
 
-    name: Literal["digits", "shapes", "cifar10", "folder"] = "folder"
+    name: Literal["digits", "shapes", "cifar10", "photos", "folder"] = "folder"
     root: str = "data"  # folder: the ImageNet-style tree; cifar10: where the archive is kept
     image_size: int = 256
     flip: bool = True  # random horizontal flip (the paper's only augmentation)
@@ -169,7 +171,8 @@ def _type_name(hint: Any) -> str:
         return "null"
     if origin in (list, tuple):
         args = typing.get_args(hint)
-        return f"a list of {_type_name(args[0])}" + (f" (length {len(args)})" if origin is tuple else "")
+        fixed = origin is tuple and args[-1] is not Ellipsis
+        return f"a list of {_type_name(args[0])}" + (f" (length {len(args)})" if fixed else "")
     if origin is dict:
         return "a mapping"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
@@ -201,6 +204,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise fail
         args = typing.get_args(hint)
+        if origin is tuple and args[-1] is Ellipsis:
+            return tuple(coerce(v, args[0], key) for v in value)
         if origin is tuple:
             if len(value) != len(args):
                 raise fail
@@ -247,6 +252,14 @@ def _unknown_key(key: str, valid: list[str]) -> ValueError:
 def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [f"{prefix}{n}" for n in required if n not in values]
+    if missing:
+        raise ValueError(f"missing key(s) {', '.join(missing)}")
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         full = f"{prefix}{key}"
@@ -260,6 +273,22 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
         else:
             kwargs[key] = coerce(value, hint, full)
     return cls(**kwargs)
+
+
+def build_section(cls: type, values: Any, prefix: str = "", source: str = "") -> Any:
+    """A dataclass ``cls`` from a nested mapping, each value coerced to its annotation; errors are one line naming
+    the key (and ``source``, e.g. the file it came from)."""
+    try:
+        if not isinstance(values, dict):
+            raise ValueError(f"expected a mapping, got {type(values).__name__}")
+        return _build(cls, values, prefix)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}" if source else str(err)) from None
+
+
+def default_ema(config: Config) -> float:
+    """The EMA decay sampled when none is asked for: ``sample.ema`` if set, else the slowest decay kept (official)."""
+    return config.sample.ema if config.sample.ema is not None else max(config.train.ema_decays)
 
 
 def from_dict(values: dict[str, Any]) -> Config:
@@ -291,7 +320,16 @@ def read_yaml(preset: str) -> dict[str, Any]:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    return values or {}
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file; a config is a YAML mapping of sections") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(
+            f"{path} holds {type(values).__name__} {str(values)[:40]!r}, not a mapping of sections "
+            f"(model:, data:, diffusion:, optim:, train:, sample:)"
+        )
+    return values
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -375,6 +413,7 @@ def validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+    check_device_name(t.device, "train.device")
     patch = config.patch_size()
     if patch is not None and m.image_size % patch:
         raise ValueError(

@@ -20,7 +20,6 @@ Python API (used by the book's notebooks)::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -52,15 +51,7 @@ from jitlib.training.checkpoint import (
     remove_stale_temps,
     save_checkpoint,
 )
-from jitlib.training.config import (
-    Config,
-    apply_overrides,
-    coerce,
-    from_dict,
-    list_presets,
-    load_config,
-    to_yaml,
-)
+from jitlib.training.config import Config, coerce, to_yaml
 from jitlib.training.data import DataError, ResumableSampler, build_dataset, make_loader, random_flip
 from jitlib.training.ema import EMA
 from jitlib.training.noise import draw_noise
@@ -475,92 +466,3 @@ def _next_batch(batches: Any) -> tuple[Tensor, Tensor]:
         raise DataError(
             str(err).strip().splitlines()[-1].removeprefix("jitlib.training.data.DataError: ")
         ) from None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Command line: jitlib train
-# ---------------------------------------------------------------------------------------------------------------
-
-TRAIN_HELP = """\
-Train a JiT model from a preset, overriding any key with section.key=value.
-
-examples:
-  jitlib train tiny-digits                              # 10-class digits on a CPU, a few minutes
-  jitlib train tiny-digits train.steps=500 sample.cfg=2  # override any key
-  jitlib train jit-b16-256 data.root=/data/imagenet/train   # the paper's JiT-B/16 recipe
-  torchrun --nproc_per_node 8 -m jitlib train jit-b16-256 data.root=...
-  jitlib train --resume runs/tiny-digits                # continue exactly where it stopped
-  jitlib train tiny-digits --print-config               # show every key and exit
-
-presets: {presets}
-sections and keys: model.(name, arch, num_classes) data.(name, root, image_size, flip, ...) diffusion.(pred, loss,
-t_dist, t_mu, t_sigma, noise_scale, t_eps, label_drop) optim.(blr, lr, betas, warmup_epochs, schedule, grad_clip, ...)
-train.(batch_size, epochs, steps, ema_decays, precision, compile, strategy, seed, output_dir, ckpt_every, ...)
-sample.(method, steps, cfg, cfg_interval, last_step, ema) — see --print-config for all of them.
-"""
-
-
-def resolve_config(items: list[str], resume: str | None) -> Config:
-    """The config of ``jitlib train [PRESET] [KEY=VALUE …] [--resume PATH]``: a preset, or the checkpoint's own config."""
-    presets = [item for item in items if "=" not in item]
-    overrides = [item for item in items if "=" in item]
-    if len(presets) > 1:
-        raise ValueError(f"give one preset, got {presets}; overrides look like section.key=value")
-    if presets:
-        return load_config(presets[0], overrides)
-    if resume is not None:
-        saved = load_checkpoint(resume)["config"]
-        saved["train"]["output_dir"] = str(
-            find_checkpoint(resume).parent
-        )  # keep writing where the run now is
-        return from_dict(apply_overrides(saved, overrides))
-    raise ValueError(f"give a preset ({', '.join(list_presets())}) or a YAML file, or --resume a run folder")
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """``jitlib train``: resolve the config, train, print where the checkpoint is."""
-    if args.list_presets:
-        print("\n".join(list_presets()))
-        return 0
-    config = resolve_config(args.items, args.resume)
-    if args.print_config:
-        print(to_yaml(config), end="")
-        return 0
-    try:
-        trainer = Trainer(config, resume=args.resume)
-        result = trainer.fit()
-        if trainer.dist.is_main:
-            print(
-                f"done: {result.step} steps in {result.elapsed:.0f} s; checkpoint {result.checkpoint}",
-                file=sys.stderr,
-            )
-    except TrainingDiverged as err:
-        raise ValueError(str(err)) from None
-    finally:
-        dist.shutdown()
-    return 0
-
-
-def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib train`` on a sub-parser set (``func`` runs it)."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train a model from a preset (paper recipes or tiny CPU runs); resume exactly",
-        description=TRAIN_HELP.format(presets=", ".join(list_presets())),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "items",
-        nargs="*",
-        metavar="PRESET|KEY=VALUE",
-        help="a preset name or YAML file, then any number of section.key=value overrides",
-    )
-    parser.add_argument(
-        "--resume", metavar="PATH", help="checkpoint file or run folder to continue (never ignored)"
-    )
-    parser.add_argument(
-        "--print-config", action="store_true", help="print the resolved config as YAML and exit"
-    )
-    parser.add_argument("--list-presets", action="store_true", help="list the preset names and exit")
-    parser.set_defaults(func=run_train)
-    return parser
