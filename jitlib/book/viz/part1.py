@@ -466,3 +466,63 @@ def spectrum_figure(
         margin={"l": 60, "r": 20, "t": 50, "b": 40},
     )
     return fig
+
+
+def marginal_slider(
+    x: Tensor, eps: Tensor, ts: Sequence[float], *, bins: int = 120, span: float = 4.0
+) -> go.Figure:
+    """The preface slider's static twin: the histogram of z_t = t·x + (1 − t)·ε over many pairs, one frame per t."""
+    import plotly.graph_objects as go
+
+    from jitlib.book.viz.static import trace_slider
+
+    edges = np.linspace(-span, span, bins + 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    frames = []
+    for t in ts:
+        z = interpolate(x, eps, torch.full_like(x, float(t))).numpy()
+        density, _ = np.histogram(z, edges, density=True)
+        bar = go.Bar(
+            x=centers, y=density.astype(np.float32), marker_color=COLOR["x"], width=edges[1] - edges[0]
+        )
+        layout = dict(
+            yaxis=dict(range=[0, 1.1 * float(density.max())]),
+            title=dict(text=f"distribution of z_t at t = {t:.2f}"),
+        )
+        frames.append((f"{t:.2f}", [bar], layout))
+    base = go.Figure(go.Bar(x=centers, y=np.zeros(bins, dtype=np.float32)))
+    base.update_layout(
+        height=420, bargap=0, xaxis_title="z_t", yaxis_title="density", margin=dict(l=60, r=20, t=50, b=20)
+    )
+    return trace_slider(frames, base, prefix="t = ", active=len(ts) // 2)
+
+
+def target_slider(explorer: TargetExplorer, ts: Sequence[float]) -> go.Figure:
+    """The target explorer's static twin: for each t (slider), z_t, the target and x̂ from target + δ, for all targets.
+
+    Uses the explorer's own image, noise and error, through :func:`target_view` (the function behind the widget).
+    """
+    from matplotlib.figure import Figure
+
+    from jitlib.book.viz.static import matplotlib_slider
+
+    def draw(t: float) -> matplotlib.figure.Figure:
+        fig = Figure(figsize=(7.2, 7.0))
+        axes = fig.subplots(len(TARGETS), 3)
+        for row, name in enumerate(TARGETS):
+            view = target_view(explorer.x, explorer.eps, explorer.error, t, name, t_eps=explorer.t_eps)
+            sym = SYMBOL[name]
+            pictures = (view.z, view.output, view.decoded)
+            heads = ("input z_t", f"target {sym}", f"x̂ from {sym} + δ: RMS error {view.x_error_rms:.3g}")
+            for col, (picture, head) in enumerate(zip(pictures, heads, strict=True)):
+                ax = axes[row, col]
+                ax.imshow(_to_rgb(picture), interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(head, fontsize=10)
+            axes[row, 0].set_ylabel(f"predict {sym}", fontsize=11)
+        fig.suptitle(f"t = {t:.2f}; δ: an output error of RMS {explorer.error_std:g}", fontsize=11)
+        fig.tight_layout()
+        return fig
+
+    return matplotlib_slider(draw, ts, prefix="t = ", label=lambda t: f"{t:.2f}", active=len(ts) // 2)

@@ -23,6 +23,7 @@ from jitlib.training.data import unit_to_uint8
 
 if TYPE_CHECKING:
     import matplotlib.figure
+    import plotly.graph_objects as go
 
 
 class CountingDenoiser:
@@ -222,3 +223,25 @@ def sampling_grid_figure(
         )
     fig.tight_layout()
     return fig
+
+
+def sampling_slider(
+    denoiser: Callable[..., Prediction],
+    noise: Tensor,
+    labels: Tensor,
+    settings: Sequence[SamplerSettings],
+    classifier: Any = None,
+    null_label: int | None = None,
+    zoom: int = 3,
+) -> go.Figure:
+    """The explorer's static twin that moves: a slider over ``settings``, each showing its samples (same noise)."""
+    from jitlib.book.viz.static import image_slider
+
+    frames, titles = [], []
+    for setting in settings:
+        view = sampling_view(denoiser, noise, labels, setting, classifier, null_label)
+        pixels = np.repeat(np.repeat(_strip(view.images), zoom, axis=0), zoom, axis=1)
+        frames.append((setting.label(), pixels))
+        score = "" if view.accuracy is None else f", {view.accuracy:.0%} recognised"
+        titles.append(f"{view.evaluations:g} network evaluations per image{score}")
+    return image_slider(frames, prefix="", titles=titles)
