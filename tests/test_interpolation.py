@@ -5,7 +5,18 @@ import math
 import pytest
 import torch
 
-from jitlib.diffusion.interpolation import T_EPS, expand_t, interpolate, sample_t, velocity
+from jitlib.diffusion.interpolation import (
+    T_EPS,
+    NoiseScaleWarning,
+    default_noise_scale,
+    expand_t,
+    interpolate,
+    noise_scale_mismatch,
+    sample_t,
+    velocity,
+    warn_noise_scale,
+)
+from jitlib.training.config import load_config
 
 
 def _data(shape=(5, 3, 4, 4), seed=0):
@@ -75,3 +86,30 @@ def test_bad_input_gives_one_line_value_error(call, match):
     with pytest.raises(ValueError, match=match) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+def test_noise_scale_defaults_to_image_size_over_256():
+    assert [default_noise_scale(n) for n in (256, 512, 1024)] == [1.0, 2.0, 4.0]  # App. A
+    assert load_config(None, ["data.image_size=512"]).diffusion.noise_scale == 2.0
+    assert (
+        load_config(None, ["data.image_size=512", "diffusion.noise_scale=1.5"]).diffusion.noise_scale == 1.5
+    )
+    assert load_config("tiny-digits").diffusion.noise_scale == 1.0  # set by the preset: kept
+    with pytest.raises(ValueError, match="image_size=0 must be > 0"):
+        default_noise_scale(0)
+
+
+def test_noise_scale_mismatch_warns_in_one_line():
+    assert (
+        noise_scale_mismatch(2.0, 512) is None and noise_scale_mismatch(1.0, 32) is None
+    )  # no rule below 256
+    assert noise_scale_mismatch(1.0, 512) == (
+        "noise_scale=1 differs from image_size/256 = 2 at 512 px (paper App. A; JiT#53)"
+    )
+    assert noise_scale_mismatch(1.0, 32, trained=2.0) == (
+        "noise_scale=1 differs from the noise_scale=2 the model was trained with"
+    )
+    with pytest.warns(NoiseScaleWarning, match=r"^sample: noise_scale=1 differs") as record:
+        assert warn_noise_scale(1.0, 512, where="sample")
+    assert "\n" not in str(record[0].message)
+    assert not warn_noise_scale(2.0, 512, trained=2.0)

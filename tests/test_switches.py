@@ -42,7 +42,8 @@ def analytic_params(cfg: JiTConfig) -> int:
         mlp = d * h + h + h * d + d
     block = 2 * norm + qk + (3 * d * d + 3 * d) + (d * d + d) + mlp + (6 * d * d + 6 * d)
     final = norm + (2 * d * d + 2 * d) + (d * patch + patch)
-    return embed + cond + cfg.depth * block + final
+    aux = (d * cfg.num_classes + cfg.num_classes) if cfg.aux_cls_block else 0
+    return embed + cond + cfg.depth * block + final + aux
 
 
 def test_defaults_are_the_paper_final_model():

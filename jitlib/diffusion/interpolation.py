@@ -12,12 +12,16 @@ it the x → v conversion v = (x̂ − z)/(1 − t) would weight the x-error by 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 T_EPS: float = 0.05
+RULE_MIN_SIZE = (
+    256  # App. A states s = image_size / 256 for 256, 512 and 1024 px; below 256 the paper gives no rule
+)
 TimeDistribution = Literal["logit_normal", "uniform"]
 TIME_DISTRIBUTIONS: tuple[str, ...] = ("logit_normal", "uniform")
 
@@ -92,3 +96,44 @@ def logit_normal_pdf(t: Tensor, mu: float = -0.8, sigma: float = 0.8) -> Tensor:
     logit = torch.log(tc) - torch.log1p(-tc)
     density = torch.exp(-0.5 * ((logit - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi) * tc * (1 - tc))
     return torch.where(inside, density, torch.zeros_like(density))
+
+
+class NoiseScaleWarning(UserWarning):
+    """The noise scale of a run does not follow image_size / 256 (App. A), or sampling uses another one than training."""
+
+
+def default_noise_scale(image_size: int) -> float:
+    """s = image_size / 256 (App. A: 1.0 at 256, 2.0 at 512, 4.0 at 1024), the default when a run does not set it."""
+    if image_size <= 0:
+        raise ValueError(f"image_size={image_size} must be > 0")
+    return image_size / 256
+
+
+def noise_scale_mismatch(noise_scale: float, image_size: int, trained: float | None = None) -> str | None:
+    """One line describing what is off with ``noise_scale`` (None if nothing).
+
+    Off means: it differs from the scale the model was ``trained`` with (sampling from another starting noise than
+    the one the network learnt, JiT#53), or — at image_size ≥ 256, where the paper states the rule — from
+    image_size / 256.
+    """
+    if trained is not None and not math.isclose(noise_scale, trained, rel_tol=1e-6):
+        return (
+            f"noise_scale={noise_scale:g} differs from the noise_scale={trained:g} the model was trained with"
+        )
+    rule = default_noise_scale(image_size)
+    if image_size >= RULE_MIN_SIZE and not math.isclose(noise_scale, rule, rel_tol=1e-6):
+        return (
+            f"noise_scale={noise_scale:g} differs from image_size/256 = {rule:g} at {image_size} px "
+            f"(paper App. A; JiT#53)"
+        )
+    return None
+
+
+def warn_noise_scale(
+    noise_scale: float, image_size: int, trained: float | None = None, *, where: str = ""
+) -> bool:
+    """Emit :func:`noise_scale_mismatch`'s line as a :class:`NoiseScaleWarning` (prefixed by ``where``); True if warned."""
+    message = noise_scale_mismatch(noise_scale, image_size, trained)
+    if message is not None:
+        warnings.warn(f"{where}: {message}" if where else message, NoiseScaleWarning, stacklevel=2)
+    return message is not None

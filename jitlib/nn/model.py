@@ -36,6 +36,8 @@ class JiTConfig:
     4·D GELU MLP instead of SwiGLU and `norm="layer"` LayerNorm (learnable gain and bias, eps 1e-6) instead of
     RMSNorm everywhere — the paper does not publish how its non-SwiGLU/RMSNorm variant was built, so these two
     follow DiT's GELU MLP and timm's LayerNorm. `num_classes=0` gives an unconditional network.
+    `aux_cls_block=k > 0` adds Tab. 11's classification head (global average pool + linear) on the tokens entering
+    block k, and the blocks before it get no class conditioning (c = t_emb): off (0) by default.
     `attn_fp32_logits=True` computes attention in float32 even under autocast, as the official code does (a
     legacy choice that suppressed loss spikes for v/ε-prediction, LTH14/JiT issue #15); the default runs SDPA
     in the input dtype, faster and leaner (under bf16 autocast the outputs differ, see `jitlib.nn.registry`).
@@ -59,6 +61,7 @@ class JiTConfig:
     qk_norm: bool = True
     mlp: Literal["swiglu", "gelu"] = "swiglu"
     norm: Literal["rms", "layer"] = "rms"
+    aux_cls_block: int = 0
 
     def __post_init__(self) -> None:
         positive = ("input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads")
@@ -94,6 +97,16 @@ class JiTConfig:
             raise ValueError(f"JiTConfig.mlp must be 'swiglu' or 'gelu', got {self.mlp!r}")
         if self.norm not in ("rms", "layer"):
             raise ValueError(f"JiTConfig.norm must be 'rms' or 'layer', got {self.norm!r}")
+        if self.aux_cls_block and not (0 < self.aux_cls_block < self.depth and self.num_classes > 0):
+            raise ValueError(
+                f"aux_cls_block {self.aux_cls_block} needs a conditional network and 0 < aux_cls_block < "
+                f"depth={self.depth} (0 = no classification head)"
+            )
+        if self.aux_cls_block and self.in_context_len > 0 and self.in_context_start < self.aux_cls_block:
+            raise ValueError(
+                f"in_context_start {self.in_context_start} < aux_cls_block {self.aux_cls_block}: the class tokens "
+                f"would reach the classification head; start them at block {self.aux_cls_block} or later"
+            )
         for name in ("attn_drop", "proj_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"JiTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -477,6 +490,8 @@ class JiT(nn.Module):
                 for i in range(cfg.depth)
             )
             self.final_layer = FinalLayer(cfg.hidden_size, cfg.patch_size, cfg.in_channels, cfg.norm)
+            if cfg.aux_cls_block:
+                self.aux_head = nn.Linear(cfg.hidden_size, cfg.num_classes)
         # Initialise where the generator lives, then move: a seed gives the same weights on every device.
         init_device = device if generator is None or device.type == "meta" else generator.device
         self.to_empty(device=init_device)
@@ -534,8 +549,13 @@ class JiT(nn.Module):
                 )
         return y
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        """x̂ of shape (B, C, H, W) from x (B, C, H, W), t (B,) or scalar in [0, 1], y (B,) long or None."""
+    def forward(
+        self, x: Tensor, t: Tensor, y: Tensor | None = None, *, return_aux: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """x̂ of shape (B, C, H, W) from x (B, C, H, W), t (B,) or scalar in [0, 1], y (B,) long or None.
+
+        ``return_aux``: also return the classification logits (B, num_classes) of the head (``aux_cls_block > 0``).
+        """
         cfg = self.config
         expected = (cfg.in_channels, cfg.input_size, cfg.input_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
@@ -545,17 +565,24 @@ class JiT(nn.Module):
             t = t.expand(batch)
         if t.shape != (batch,):
             raise ValueError(f"t must have shape ({batch},) or (), got {tuple(t.shape)}")
+        if return_aux and not cfg.aux_cls_block:
+            raise ValueError(
+                "return_aux=True needs a classification head: build the network with aux_cls_block > 0"
+            )
         y_emb = self.y_embedder(self._labels(y, batch, x.device))
-        c = self.t_embedder(t) + y_emb
+        t_emb = self.t_embedder(t)
+        c = t_emb + y_emb
 
         h = self.x_embedder(x) + self.pos_embed
-        num_prefix = 0
+        num_prefix, logits = 0, None
         for i, block in enumerate(self.blocks):
+            if cfg.aux_cls_block and i == cfg.aux_cls_block:  # Tab. 11: GAP + linear on what enters block k
+                logits = self.aux_head(h.mean(dim=1))
             if cfg.in_context_len > 0 and i == cfg.in_context_start:
                 # L copies of the label embedding (not c), each with its own learned position, prepended.
                 in_context = y_emb.unsqueeze(1) + self.in_context_posemb
                 h = torch.cat([in_context, h], dim=1)
                 num_prefix = cfg.in_context_len
-            h = block(h, c, self.rope, num_prefix)
-        h = self.final_layer(h[:, num_prefix:], c)
-        return unpatchify(h, cfg.patch_size, cfg.in_channels)
+            h = block(h, t_emb if i < cfg.aux_cls_block else c, self.rope, num_prefix)
+        out = unpatchify(self.final_layer(h[:, num_prefix:], c), cfg.patch_size, cfg.in_channels)
+        return (out, logits) if return_aux else out

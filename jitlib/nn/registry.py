@@ -142,7 +142,12 @@ PAPER_ROWS: tuple[PaperRow, ...] = (
         "diffusion.precond={edm,linear}",
     ),
     PaperRow(
-        "final + classification loss", "JiT-B/16", {}, "Tab. 11", "(4.14)", "diffusion.aux_cls_weight=100"
+        "final + classification loss",
+        "JiT-B/16",
+        dict(aux_cls_block=4),  # after block 4 of 12 for B (8 of 24 for L): depth / 3
+        "Tab. 11",
+        "(4.14)",
+        "diffusion.aux_cls_weight=100",
     ),
 )
 

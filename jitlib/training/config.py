@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from jitlib.device import check_device_name
+from jitlib.diffusion.interpolation import default_noise_scale
 
 PRESET_DIR = Path(__file__).parents[1] / "presets"
 PredTarget = Literal["x", "eps", "v"]
@@ -57,9 +58,11 @@ class DiffusionConfig:
     t_dist: Literal["logit_normal", "uniform"] = "logit_normal"
     t_mu: float = -0.8
     t_sigma: float = 0.8
-    noise_scale: float = 1.0  # s = image_size / 256
+    noise_scale: float | None = None  # s; None: image_size / 256 (App. A), filled in when the Config is built
     t_eps: float = 0.05
     label_drop: float = 0.1  # probability of replacing y by the null id (CFG)
+    precond: Literal["none", "linear", "edm"] = "none"  # Tab. 10 pre-conditioners of x-prediction (off)
+    aux_cls_weight: float = 0.0  # Tab. 11 λ of the classification loss (needs model.arch.aux_cls_block > 0)
 
 
 @dataclass
@@ -118,6 +121,10 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def __post_init__(self) -> None:
+        if self.diffusion.noise_scale is None:  # App. A: s = image_size / 256 unless set
+            self.diffusion.noise_scale = default_noise_scale(self.data.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists for tuples) — what YAML files and checkpoints store."""
@@ -380,6 +387,11 @@ def validate(config: Config) -> None:
         (d.t_sigma > 0, f"diffusion.t_sigma={d.t_sigma} must be > 0"),
         (d.noise_scale > 0, f"diffusion.noise_scale={d.noise_scale} must be > 0 (paper: image_size / 256)"),
         (0 <= d.t_eps < 0.5, f"diffusion.t_eps={d.t_eps} must lie in [0, 0.5) (paper: 0.05)"),
+        (d.aux_cls_weight >= 0, f"diffusion.aux_cls_weight={d.aux_cls_weight} must be >= 0 (0: off)"),
+        (
+            d.precond == "none" or d.pred == "x",
+            f"diffusion.precond={d.precond} pre-conditions x-prediction only; set diffusion.pred=x",
+        ),
         (o.blr > 0, f"optim.blr={o.blr} must be > 0"),
         (o.lr is None or o.lr > 0, f"optim.lr={o.lr} must be > 0 (or null: blr × batch / 256)"),
         (all(0 <= b < 1 for b in o.betas), f"optim.betas={list(o.betas)} must lie in [0, 1)"),
