@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from jitlib.book import conventions as C
+from jitlib.book.convention_checks import check_noising, check_target
 from jitlib.diffusion.interpolation import interpolate
 from jitlib.diffusion.oracle import GaussianMixture
 from jitlib.diffusion.sampling import sample
@@ -242,9 +243,9 @@ def test_a_foreign_network_samples_like_the_oracle_through_jitlib():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_check_noising_identifies_each_convention(name):
-    result = C.check_noising(reader_noising(name))
+    result = check_noising(reader_noising(name))
     assert name in result.matches and result.ok, result.message
-    named = C.check_noising(reader_noising(name), name)
+    named = check_noising(reader_noising(name), name)
     assert named.ok and named.message.startswith("✓"), named.message
     # paths that are the same path under another name are reported together, and only those
     same_path = {"jit": {"flow_matching", "sit_code"}, "sit_paper": {"diffusers_flow"}}
@@ -255,36 +256,36 @@ def test_check_noising_identifies_each_convention(name):
 
 @pytest.mark.parametrize("name, kind", KINDS)
 def test_check_target_identifies_each_output(name, kind):
-    result = C.check_target(reader_target(name, kind), name, kind)
+    result = check_target(reader_target(name, kind), name, kind)
     assert result.ok, result.message
-    assert f"{name}:{kind}" in C.check_target(reader_target(name, kind)).matches
+    assert f"{name}:{kind}" in check_target(reader_target(name, kind)).matches
 
 
 def test_checkers_reject_and_explain_wrong_code():
     def tcol(t):
         return t.view(-1, 1, 1, 1)
 
-    flipped = C.check_target(lambda x, e, t: e - x, "jit", "v")
+    flipped = check_target(lambda x, e, t: e - x, "jit", "v")
     assert not flipped.ok and "sign is flipped" in flipped.message
     assert "diffusers_flow:velocity" in flipped.matches  # ε − x is diffusers' flow target
-    reversed_time = C.check_noising(lambda x, e, t: (1 - tcol(t)) * x + tcol(t) * e, "jit")
+    reversed_time = check_noising(lambda x, e, t: (1 - tcol(t)) * x + tcol(t) * e, "jit")
     assert not reversed_time.ok and "swapped" in reversed_time.message
-    clipped = C.check_noising(lambda x, e, t: interpolate(x, e, t).clamp(-1, 1), "jit")
+    clipped = check_noising(lambda x, e, t: interpolate(x, e, t).clamp(-1, 1), "jit")
     assert not clipped.ok and "not a fixed combination" in clipped.message and not clipped.matches
-    scaled = C.check_target(lambda x, e, t: 2 * (x - e), "flow_matching", "velocity")
+    scaled = check_target(lambda x, e, t: 2 * (x - e), "flow_matching", "velocity")
     assert not scaled.ok and "2 ×" in scaled.message
-    squared = C.check_noising(lambda x, e, t: tcol(t) ** 2 * x + (1 - tcol(t)) * e)
+    squared = check_noising(lambda x, e, t: tcol(t) ** 2 * x + (1 - tcol(t)) * e)
     assert not squared.ok and squared.matches == () and "matches no registered convention" in squared.message
-    wrong_v = C.check_target(reader_target("ddpm", "epsilon"), "ddpm", "v_prediction")
+    wrong_v = check_target(reader_target("ddpm", "epsilon"), "ddpm", "v_prediction")
     assert not wrong_v.ok and "ddpm:epsilon" in wrong_v.matches
     abar = _ddpm_alphas_cumprod().float()
 
     def ddpm_noising(x, e, k):  # indexing ᾱ with a float σ raises: reported, not propagated
         return tcol(abar[k]).sqrt() * x + tcol(1 - abar[k]).sqrt() * e
 
-    ddpm_as_edm = C.check_noising(ddpm_noising, "edm")
+    ddpm_as_edm = check_noising(ddpm_noising, "edm")
     assert not ddpm_as_edm.ok and "raised" in ddpm_as_edm.message and ddpm_as_edm.matches == ("ddpm",)
-    shape = C.check_noising(lambda x, e, t: x.flatten(1), "jit")
+    shape = check_noising(lambda x, e, t: x.flatten(1), "jit")
     assert not shape.ok and "shape" in shape.message
 
 
@@ -314,8 +315,8 @@ def test_checkers_reject_and_explain_wrong_code():
         (lambda: C.edm_convention(sigma_data=-1.0), "sigma_data=-1.0 must be > 0"),
         (lambda: C.edm_preconditioning(torch.ones(1), sigma_data=0.0), "sigma_data=0.0 must be > 0"),
         (lambda: C.conventions_table(columns=("name", "colour")), r"\['colour'\] are not table columns"),
-        (lambda: C.check_target(lambda x, e, t: x, kind="v"), "needs a convention"),
-        (lambda: C.check_noising(lambda x, e, t: x, data_shape=(1,)), "at least 2 elements"),
+        (lambda: check_target(lambda x, e, t: x, kind="v"), "needs a convention"),
+        (lambda: check_noising(lambda x, e, t: x, data_shape=(1,)), "at least 2 elements"),
     ],
 )
 def test_bad_input_gives_one_line_errors(call, match):
@@ -326,7 +327,7 @@ def test_bad_input_gives_one_line_errors(call, match):
 
 def test_check_rejects_a_non_function():
     with pytest.raises(TypeError, match="fn must be a function"):
-        C.check_noising("not a function")  # type: ignore[arg-type]
+        check_noising("not a function")  # type: ignore[arg-type]
 
 
 def test_table_has_a_row_per_convention():

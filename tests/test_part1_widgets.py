@@ -154,6 +154,6 @@ def test_spectrum_figure_has_one_frame_per_patch_size() -> None:
     assert [s.label for s in fig.layout.sliders[0].steps] == ["2", "4"]
     x_trace = fig.frames[1].data[0]
     np.testing.assert_allclose(np.asarray(x_trace.y), cumulative_variance(spectra[4]["x"]).numpy())
-    assert fig.layout.width == 700
+    assert fig.layout.width is None  # responsive: as wide as the text column, never wider
     with pytest.raises(ValueError, match="spectra is empty"):
         spectrum_figure({}, {})

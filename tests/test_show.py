@@ -119,3 +119,17 @@ def test_code_without_a_file_is_a_type_error() -> None:
     exec("def made_up():\n    return 1\n", namespace)
     with pytest.raises(TypeError, match="no source code is available"):
         show_source(namespace["made_up"])
+
+
+def test_a_long_listing_shows_its_start_and_folds_the_rest() -> None:
+    from jitlib.book import show
+    from jitlib.nn.model import JiT
+
+    view = show_source(JiT, methods=["forward", "initialize_weights"])
+    lines = view.code.splitlines()
+    assert len(lines) >= show.FOLD_AFTER + show.FOLD_MIN
+    markdown = view._repr_markdown_()
+    shown, folded = markdown.split("<details>")
+    assert "\n".join(lines[: show.FOLD_AFTER]) in shown and lines[show.FOLD_AFTER] not in shown
+    assert f"the other {len(lines) - show.FOLD_AFTER} lines" in folded and lines[-1] in folded
+    assert folded.rstrip().endswith("</details>")

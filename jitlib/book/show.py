@@ -3,6 +3,8 @@
 `show_source(obj)` reads a function's or class's source with `inspect` and returns a `SourceView`, which a notebook
 displays as a Markdown code fence (highlighted by Jupyter, Colab and the built book alike) under a caption naming the
 file and lines. For a long class, `methods=["forward"]` keeps the class line, its docstring and the named methods.
+A listing longer than `FOLD_AFTER` lines shows its first `FOLD_AFTER` lines; the rest is in a collapsed `<details>`
+block under them (a toggle in the built book and in Jupyter), so a page shows the part the reader needs first.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 import jitlib
 
 _PACKAGE_ROOT = Path(jitlib.__file__).resolve().parent.parent
+FOLD_AFTER = 20  # lines shown before the rest of a long listing is folded
+FOLD_MIN = 8  # fold only when at least this many lines would be hidden
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,15 @@ class SourceView:
     def _repr_markdown_(self) -> str:
         # A fence longer than any run of backticks in the code, so the code can never close it early.
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", self.code)), default=0))
-        return f"{self.caption()}\n\n{fence}python\n{self.code}\n{fence}\n"
+        lines = self.code.splitlines()
+        if len(lines) < FOLD_AFTER + FOLD_MIN:
+            return f"{self.caption()}\n\n{fence}python\n{self.code}\n{fence}\n"
+        shown, rest = "\n".join(lines[:FOLD_AFTER]), "\n".join(lines[FOLD_AFTER:])
+        return (
+            f"{self.caption()}\n\n{fence}python\n{shown}\n{fence}\n\n"
+            f"<details><summary>the other {len(lines) - FOLD_AFTER} lines</summary>\n\n"
+            f"{fence}python\n{rest}\n{fence}\n\n</details>\n"
+        )
 
     def __str__(self) -> str:
         return self.code

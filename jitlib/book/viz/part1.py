@@ -246,7 +246,9 @@ def target_grid_figure(
     eps = noise_scale * torch.randn(x.shape, generator=g)
     error = error_std * torch.randn(x.shape, generator=g)
     rows = ["z"] + list(TARGETS)
-    fig = Figure(figsize=(1.45 * len(ts) + 0.9, 1.45 * len(rows) + 0.5))
+    fig = Figure(
+        figsize=(1.2 * len(ts) + 1.2, 1.2 * len(rows) + 1.0)
+    )  # drawn at the column's width: fonts stay legible
     axes = fig.subplots(len(rows), len(ts), squeeze=False)
     for j, t in enumerate(ts):
         for i, row in enumerate(rows):
@@ -257,22 +259,22 @@ def target_grid_figure(
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(f"t = {t:g}", fontsize=9)
+                ax.set_title(f"t = {t:g}", fontsize=11)
             if j == 0:
-                ax.set_ylabel("input $z_t$" if row == "z" else f"x̂ from {SYMBOL[row]} + δ", fontsize=9)
+                ax.set_ylabel("input $z_t$" if row == "z" else f"x̂ from {SYMBOL[row]} + δ", fontsize=11)
             if row != "z":
                 ax.text(
                     0.03,
                     0.04,
                     f"{view.x_error_rms:.2g}",
                     transform=ax.transAxes,
-                    fontsize=7,
+                    fontsize=9,
                     color="white",
                     bbox={"facecolor": "black", "alpha": 0.6, "pad": 1, "lw": 0},
                 )
     fig.suptitle(
-        f"Input and decoded x̂ when the output is off by δ (RMS {error_std:g}); corner: RMS error of x̂",
-        fontsize=10,
+        f"Input and decoded x̂ when the output is off by δ (RMS {error_std:g})\ncorner: RMS error of x̂",
+        fontsize=11,
     )
     fig.tight_layout()
     return fig
@@ -445,8 +447,7 @@ def spectrum_figure(
         for p in sizes
     ]
     fig.update_layout(
-        width=700,
-        height=460,
+        height=520,
         title=title(start),
         xaxis={
             "type": "log",
@@ -454,7 +455,7 @@ def spectrum_figure(
             "title": "number of principal components k",
         },
         yaxis={"range": [0, 1.02], "title": "share of variance in top k"},
-        legend={"x": 0.01, "y": 0.99, "bgcolor": "rgba(255,255,255,0.7)"},
+        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},  # above the plot, off the curves
         sliders=[
             {
                 "active": sizes.index(start),
@@ -463,7 +464,7 @@ def spectrum_figure(
                 "pad": {"t": 45},
             }
         ],
-        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        margin={"l": 60, "r": 20, "t": 110, "b": 40},
     )
     return fig
 

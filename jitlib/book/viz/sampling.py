@@ -205,15 +205,22 @@ def sampling_grid_figure(
     settings: Sequence[SamplerSettings],
     classifier: Any = None,
     null_label: int | None = None,
+    views: Sequence[SamplingView] | None = None,
 ) -> matplotlib.figure.Figure:
-    """The explorer's static twin: one row of samples (same noise) per setting, titled with its cost and accuracy."""
+    """The explorer's static twin: one row of samples (same noise) per setting, titled with its cost and accuracy.
+
+    ``views`` (one per setting, e.g. shared with :func:`sampling_slider`) are used instead of sampling again.
+    """
     from matplotlib.figure import Figure
 
     width = 0.62 * noise.shape[0] + 0.4
     fig = Figure(figsize=(width, 0.95 * len(settings) + 0.3))
     axes = fig.subplots(len(settings), 1, squeeze=False)[:, 0]
-    for ax, setting in zip(axes, settings, strict=True):
-        view = sampling_view(denoiser, noise, labels, setting, classifier, null_label)
+    if views is None:
+        views = [
+            sampling_view(denoiser, noise, labels, setting, classifier, null_label) for setting in settings
+        ]
+    for ax, setting, view in zip(axes, settings, views, strict=True):
         ax.imshow(_strip(view.images), interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -225,21 +232,13 @@ def sampling_grid_figure(
     return fig
 
 
-def sampling_slider(
-    denoiser: Callable[..., Prediction],
-    noise: Tensor,
-    labels: Tensor,
-    settings: Sequence[SamplerSettings],
-    classifier: Any = None,
-    null_label: int | None = None,
-    zoom: int = 3,
-) -> go.Figure:
-    """The explorer's static twin that moves: a slider over ``settings``, each showing its samples (same noise)."""
+def sampling_slider(views: Sequence[SamplingView], zoom: int = 3) -> go.Figure:
+    """The explorer's static twin that moves: a slider over the views' settings, each showing its samples."""
     from jitlib.book.viz.static import image_slider
 
     frames, titles = [], []
-    for setting in settings:
-        view = sampling_view(denoiser, noise, labels, setting, classifier, null_label)
+    for view in views:
+        setting = view.settings
         pixels = np.repeat(np.repeat(_strip(view.images), zoom, axis=0), zoom, axis=1)
         frames.append((setting.label(), pixels))
         score = "" if view.accuracy is None else f", {view.accuracy:.0%} recognised"
