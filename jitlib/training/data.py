@@ -3,6 +3,8 @@
 - :func:`digits` — scikit-learn's 1,797 handwritten digits (8×8, 10 classes), upsampled; bundled, fully offline.
   Upsampling is linear, so the upsampled images span only a 64-dimensional subspace of the pixel space.
 - :class:`Shapes` — procedural coloured shapes (6 classes) at any size, a deterministic function of (seed, index).
+- :class:`~jitlib.training.photos.PhotoCrops` — seeded random crops of ~60 colour photos packaged in scikit-image,
+  scikit-learn and mvtb-data, split by whole photos into train and reference (``jitlib.training.photos``).
 - :class:`ImageFolder` — any ``root/<class>/<image>`` tree (the ImageNet layout) with the ADM center crop the paper
   uses; PIL only.
 - :func:`cifar10` — CIFAR-10's python archive, downloaded on demand and verified by its MD5 checksum.
@@ -33,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from jitlib.integrity import file_digest
 from jitlib.training.config import DataConfig
+from jitlib.training.photos import PhotoCrops
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -330,6 +333,8 @@ def build_dataset(config: DataConfig, seed: int = 0) -> Dataset:
         return digits(config.image_size)
     if config.name == "shapes":
         return Shapes(config.num_images, config.image_size, seed=seed)
+    if config.name == "photos":
+        return PhotoCrops("train", config.image_size, config.num_images, seed=seed)
     if config.name == "cifar10":
         if config.image_size != 32:
             raise DataError(
