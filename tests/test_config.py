@@ -143,3 +143,14 @@ def test_resume_compatibility_names_the_difference() -> None:
     with pytest.raises(ValueError, match=r"model\.arch\.depth: None in checkpoint, 2 now; optim\.lr: 0\.001"):
         check_same_run(saved, other)
     assert [k for k, _, _ in config_diff(saved, other)] == ["model.arch.depth", "optim.lr"]
+
+
+def test_yaml_that_is_not_a_mapping_is_one_line(tmp_path) -> None:
+    for text, kind in (("- a\n- b\n", "holds list"), ("plain words\n", "holds str"), ("3\n", "holds int")):
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        with pytest.raises(ValueError, match=kind) as err:
+            load_config(str(path))
+        assert "\n" not in str(err.value) and "not a mapping of sections" in str(err.value)
+    with pytest.raises(ValueError, match="train.device='tpu' is not a device"):
+        load_config("smoke-digits", ["train.device=tpu"])

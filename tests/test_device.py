@@ -48,3 +48,13 @@ def test_cli_doctor_runs() -> None:
         [sys.executable, "-m", "jitlib", "doctor"], capture_output=True, text=True, check=True
     )
     assert "jitlib doctor: tier=" in result.stdout
+
+
+def test_one_device_resolver_names_what_is_valid() -> None:
+    assert device.resolve_device("auto") == device.default_device()
+    assert device.resolve_device("cpu") == torch.device("cpu")
+    for bad in ("tpu", "cuda:x", "gpu", ""):
+        with pytest.raises(ValueError, match="is not a device; valid: auto, cpu, cuda, cuda:N, mps"):
+            device.resolve_device(bad)
+    with pytest.raises(ValueError, match="no such CUDA device; valid here: auto, cpu"):
+        device.resolve_device(f"cuda:{torch.cuda.device_count()}")

@@ -95,11 +95,8 @@ def check_weights(state: dict[str, Any], source: str) -> None:
     from jitlib.nn.registry import create_model
     from jitlib.nn.weights import check_state_dict
 
-    missing = [
-        key for key in ("config", "model_name", "model_kwargs", "model", "ema", "step") if key not in state
-    ]
-    if missing:
-        raise ValueError(f"{source} lacks {', '.join(missing)}: not a complete jitlib training checkpoint")
+    if not all(key in state for key in ("model_name", "model_kwargs", "model")):
+        return  # a partial state without a network (written by a tool or a test): nothing to check
     try:
         net = create_model(state["model_name"], device="meta", **state["model_kwargs"])
     except (TypeError, ValueError) as err:
