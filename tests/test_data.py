@@ -190,3 +190,40 @@ def test_random_flip_mirrors_only_the_chosen_images() -> None:
     x = torch.arange(2 * 1 * 2 * 3, dtype=torch.float32).view(2, 1, 2, 3)
     out = random_flip(x, torch.tensor([True, False]))
     assert torch.equal(out[0], x[0].flip(-1)) and torch.equal(out[1], x[1])
+
+
+class _Payload:
+    """What a malicious CIFAR file could hold: unpickling it with pickle.load would create a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_cifar10_batches_are_unpickled_without_running_code(tmp_path: Path) -> None:
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    for name in [f"data_batch_{i}" for i in range(1, 6)]:
+        (folder / name).write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": []}))
+    assert pickle.loads((folder / "data_batch_1").read_bytes()) and marker.exists()  # the payload is live...
+    marker.unlink()
+    with pytest.raises(DataError, match=r"data_batch_1': it refers to io\.open, which") as err:
+        cifar10(tmp_path)
+    assert not marker.exists()  # ...but jitlib never runs it
+    assert "\n" not in str(err.value)
+    blob = {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": [3, 4], b"batch_label": b"x"}
+    for protocol in (
+        2,
+        5,
+    ):  # the real files are protocol 2 (Python 2); arrays in protocol 5 are rebuilt differently
+        (folder / "test_batch").write_bytes(pickle.dumps(blob, protocol=protocol))
+        test = cifar10(tmp_path, train=False)
+        assert test.images.shape == (2, 3, 32, 32) and test.labels.tolist() == [3, 4]
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": [1, 2], b"labels": [0]}))
+    with pytest.raises(DataError, match=r"not a CIFAR-10 batch: expected b'data'"):
+        cifar10(tmp_path, train=False)

@@ -16,6 +16,7 @@ sample's augmentation depends neither on the worker that loads it nor on the pro
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import os
 import pickle
@@ -284,6 +285,53 @@ def download(url: str, path: str | Path, md5: str, timeout: float = 30.0) -> Pat
     return path
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only plain containers and numpy arrays: any other global is refused, never called."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            return np.ndarray.__reduce__(np.zeros(0))[
+                0
+            ]  # numpy's own array reconstructor, whatever its module
+        if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray") and name in (
+            "ndarray",
+            "dtype",
+        ):
+            return getattr(np, name)
+        if name == "_frombuffer" and module in (
+            "numpy.core.numeric",
+            "numpy._core.numeric",
+        ):  # pickle protocol 5
+            return np.ndarray.__reduce_ex__(np.zeros(1), 5)[0]
+        if (module, name) == ("_codecs", "encode"):  # how protocol 2 writes bytes: text → bytes, nothing else
+            return codecs.encode
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR-10 batch never contains")
+
+
+def read_cifar_batch(path: str | Path) -> dict[bytes, object]:
+    """One CIFAR-10 python batch ({b"data": uint8 (N, 3072), b"labels": [int], ...}), unpickled without running code.
+
+    The restricted unpickler admits builtin containers and numpy arrays only, so a planted ``__reduce__`` payload is
+    refused with a one-line :class:`DataError` instead of being executed.
+    """
+    try:
+        with open(path, "rb") as handle:
+            batch = _CifarUnpickler(handle, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise DataError(f"cannot read CIFAR-10 file {str(path)!r}: {err}") from None
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    if not (
+        isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
+    ):
+        raise DataError(f"{str(path)!r} is not a CIFAR-10 batch: expected b'data' as uint8 (N, 3072)")
+    if not (
+        isinstance(labels, list) and len(labels) == len(data) and all(isinstance(v, int) for v in labels)
+    ):
+        raise DataError(f"{str(path)!r} is not a CIFAR-10 batch: expected b'labels' as {len(data)} ints")
+    return batch
+
+
 def cifar10(
     root: str | Path,
     train: bool = True,
@@ -317,12 +365,8 @@ def cifar10(
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     arrays, labels = [], []
     for name in names:
-        try:
-            with open(folder / name, "rb") as handle:
-                batch = pickle.load(handle, encoding="bytes")
-        except (OSError, pickle.UnpicklingError, EOFError) as err:
-            raise DataError(f"cannot read CIFAR-10 file {str(folder / name)!r}: {err}") from None
-        arrays.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        batch = read_cifar_batch(folder / name)
+        arrays.append(batch[b"data"].reshape(-1, 3, 32, 32))
         labels += list(batch[b"labels"])
     return TensorImages(torch.from_numpy(np.concatenate(arrays)), torch.tensor(labels), CIFAR10_CLASSES)
 
