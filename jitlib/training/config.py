@@ -88,7 +88,7 @@ class TrainConfig:
     steps: int | None = None  # overrides epochs when set
     ema_decays: list[float] = field(default_factory=lambda: [0.9999, 0.9998, 0.9996])
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    compile: bool = False
+    compile: bool | Literal["auto"] = "auto"  # auto: torch.compile on CUDA, eager on CPU
     strategy: Literal["ddp", "fsdp"] = "ddp"
     device: str = "auto"
     seed: int = 0

@@ -1,0 +1,186 @@
+"""Before/after speed of jitlib against an older commit, interleaved in ONE process (CPU, one thread by default).
+
+The older commit is imported as the package ``jitlib_base`` (a copy with its imports renamed), so both run side
+by side on identical weights and inputs; calls alternate base, new, base, new … and each row reports the median and
+minimum of ``--repeats`` calls. Rows: the per-sample noise of a training batch of 1024 (3×32×32), one training step
+and one 50-step guided Heun sample (CFG 3.0 on (0.1, 1]) of 16 images, for JiT-tiny/4 and JiT-tiny/32 at 32 px.
+
+    git worktree add /tmp/base 9a9c134 && python scripts/speed_compare.py --base /tmp/base --out data/bench/speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def import_renamed(checkout: Path, name: str = "jitlib_base") -> Callable[[str], Any]:
+    """Copy ``checkout/jitlib`` to a temporary ``name`` package with its own imports renamed; return its importer."""
+    root = Path(tempfile.mkdtemp(prefix="speed-base-"))
+    shutil.copytree(checkout / "jitlib", root / name)
+    pattern = re.compile(r"\b(from|import) jitlib(?=[. ]|$)", re.MULTILINE)
+    for path in (root / name).rglob("*.py"):
+        path.write_text(pattern.sub(rf"\1 {name}", path.read_text()))
+    sys.path.insert(0, str(root))
+    return lambda module: importlib.import_module(module.replace("jitlib", name, 1))
+
+
+def interleaved(
+    calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
+) -> dict[str, list[float]]:
+    """Seconds of each call, alternating between them ``repeats`` times after ``warmup`` untimed rounds."""
+    # One torch thread: this process's CPU time, what the call takes on an idle core whatever else shares the machine.
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for round_ in range(warmup + repeats):
+        for name, fn in calls.items():
+            start = clock()
+            fn()
+            if round_ >= warmup:
+                times[name].append(clock() - start)
+    return times
+
+
+def trainer(mod: Callable[[str], Any], model: str, batch: int, out: Path) -> Any:
+    """A fresh Trainer of ``model`` at 32 px (seeded init: identical weights in both packages), fp32, eager."""
+    config = mod("jitlib.training.config").from_dict(
+        {
+            "model": {"name": model},
+            "data": {"image_size": 32, "num_workers": 0, "pin_memory": False},
+            "train": {
+                "batch_size": batch,
+                "precision": "fp32",
+                "compile": False,
+                "device": "cpu",
+                "output_dir": str(out),
+                "progress": False,
+            },
+        }
+    )
+    data = mod("jitlib.training.data")
+    images = torch.full((1, 3, 32, 32), 128, dtype=torch.uint8).expand(batch, -1, -1, -1)
+    dataset = data.TensorImages(
+        images, torch.zeros(batch, dtype=torch.long), tuple(str(i) for i in range(10))
+    )
+    return mod("jitlib.training.trainer").Trainer(config, dataset=dataset)
+
+
+def rows_for(
+    mods: dict[str, Callable[[str], Any]], model: str, repeats: int, tmp: Path
+) -> list[dict[str, Any]]:
+    """Training step and guided sampling rows of one model, base vs new."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(16, 3, 32, 32, generator=gen) * 2 - 1, torch.arange(16) % 10
+    noise = torch.randn(16, 3, 32, 32, generator=gen)
+    trainers = {
+        side: trainer(mod, model, 16, tmp / f"{side}-{model.replace('/', '-')}") for side, mod in mods.items()
+    }
+    state = {
+        k: v + 0.02 * torch.randn(v.shape, generator=gen)
+        for k, v in trainers["base"].net.state_dict().items()
+    }
+    rows = []
+    times = interleaved({side: lambda t=t: t.train_step(x, y) for side, t in trainers.items()}, repeats)
+    rows.append({"what": f"training step, {model}, batch 16", **summary(times)})
+    samplers = {}
+    for side, mod in mods.items():
+        net = mod("jitlib.nn.registry").create_model(model).eval()
+        net.load_state_dict(state)  # random non-zero weights: the zero-init head would make x̂ = 0
+        denoiser = mod("jitlib.diffusion.denoiser").Denoiser(net)
+        run = mod("jitlib.diffusion.sampling").sample
+        samplers[side] = lambda run=run, d=denoiser: run(
+            d, noise, steps=50, method="heun", labels=y, null_label=10, cfg=3.0, cfg_interval=(0.1, 1.0)
+        )
+    with torch.no_grad():
+        a, b = samplers["base"](), samplers["new"]()
+        difference = ((a - b).norm() / b.norm()).item()
+        times = interleaved(samplers, repeats, warmup=1)
+    rows.append(
+        {"what": f"50-step guided Heun sample, {model}, 16 images", **summary(times), "rel_diff": difference}
+    )
+    return rows
+
+
+def summary(times: dict[str, list[float]]) -> dict[str, float]:
+    base, new = times["base"], times["new"]
+    return {
+        "base_median_ms": 1e3 * statistics.median(base),
+        "base_min_ms": 1e3 * min(base),
+        "new_median_ms": 1e3 * statistics.median(new),
+        "new_min_ms": 1e3 * min(new),
+        "speedup_median": statistics.median(base) / statistics.median(new),
+        "speedup_min": min(base) / min(new),
+    }
+
+
+def noise_row(mods: dict[str, Callable[[str], Any]], repeats: int) -> dict[str, Any]:
+    """The per-sample noise, times and coins of a global batch of 1024 images of 3×32×32."""
+    diffusion = mods["new"]("jitlib.training.config").DiffusionConfig(noise_scale=1.0)
+    base = mods["base"]("jitlib.training.trainer").draw_noise
+    new = mods["new"]("jitlib.training.noise").draw_noise
+    cpu = torch.device("cpu")
+    calls = {
+        "base": lambda: base(0, 1, list(range(1024)), (3, 32, 32), diffusion, cpu),
+        "new": lambda: new(0, 1, range(1024), (3, 32, 32), diffusion, cpu, 1024),
+    }
+    return {"what": "per-sample noise of a batch of 1024 (3×32×32)", **summary(interleaved(calls, repeats))}
+
+
+def to_markdown(rows: list[dict[str, Any]], threads: int, repeats: int) -> str:
+    lines = [
+        f"Interleaved in one process, {threads} thread(s), {repeats} calls each (after warm-up); ms per call "
+        f"({'process CPU time' if threads == 1 else 'wall time'}).",
+        "",
+        "| measurement | base median | base min | new median | new min | speed-up (median) | speed-up (min) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['what']} | {r['base_median_ms']:.2f} | {r['base_min_ms']:.2f} | {r['new_median_ms']:.2f} "
+            f"| {r['new_min_ms']:.2f} | {r['speedup_median']:.2f}× | {r['speedup_min']:.2f}× |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--base", type=Path, required=True, help="a checkout of the older commit (its jitlib/)"
+    )
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default="JiT-tiny/4,JiT-tiny/32")
+    parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import jitlib  # noqa: F401  (the new package, from this checkout)
+
+    mods = {"base": import_renamed(args.base), "new": importlib.import_module}
+    rows = [noise_row(mods, args.repeats)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models.split(","):
+            rows += rows_for(mods, model, args.repeats, Path(tmp))
+    table = to_markdown(rows, args.threads, args.repeats)
+    print(table, end="")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        args.out.with_suffix(".md").write_text(table)
+
+
+if __name__ == "__main__":
+    main()
