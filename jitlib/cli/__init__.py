@@ -15,8 +15,8 @@ from jitlib import __version__
 from jitlib.book.toy import add_toy_parser
 from jitlib.cli import doctor, export, sample, train
 from jitlib.cli.bench import add_bench_parser
+from jitlib.cli.eval import add_eval_parser
 from jitlib.cli.models import add_models_parser
-from jitlib.evaluation.metrics import add_eval_parser
 
 USER_ERRORS = (
     ValueError,
