@@ -68,12 +68,21 @@ def test_mathjax_is_served_by_the_book() -> None:
     assert r"\varepsilon" in preface  # the display maths reached the page for MathJax to typeset
 
 
-def test_plotly_figures_carry_their_javascript() -> None:
+def test_plotly_is_served_once_for_the_whole_site() -> None:
     preface = (HTML / "book" / "preface.html").read_text(encoding="utf-8")
     assert "Plotly.newPlot" in preface, "no plotly figure in the preface"
-    assert re.search(r"plotly\.js v\d", preface), (
-        "plotly.js is not embedded (build with PLOTLY_RENDERER=notebook)"
-    )
+    library = HTML / "_static" / "plotly.min.js"
+    assert library.exists() and re.search(r"plotly\.js v\d", library.read_text(encoding="utf-8")[:300])
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"\* plotly\.js v\d", text), f"{page.name} embeds its own copy of plotly.js"
+        if "Plotly.newPlot" in text:
+            assert any(u.split("?")[0].endswith("_static/plotly.min.js") for u in resources(page)), page.name
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(HTML)))
+def test_no_page_weighs_more_than_1_5_mb(page: Path) -> None:
+    assert page.stat().st_size < 1.5e6, f"{page.name} is {page.stat().st_size / 1e6:.2f} MB"
 
 
 def test_widgets_are_embedded_with_a_local_manager() -> None:

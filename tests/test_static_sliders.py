@@ -76,3 +76,8 @@ def test_figure_pixels_renders_a_matplotlib_figure() -> None:
     fig.add_subplot().plot([0, 1], [0, 1])
     pixels = figure_pixels(fig, dpi=50)
     assert pixels.shape == (50, 100, 3) and pixels.dtype == np.uint8 and pixels.min() < 255
+
+
+def test_photo_frames_are_stored_as_jpeg() -> None:
+    fig = image_slider(_frames(2), prefix="", photo=True)
+    assert all(f.data[0].source.startswith("data:image/jpeg;base64,") for f in fig.frames)

@@ -8,8 +8,9 @@ serves MathJax 3 itself from book/_assets/vendor).
 
 It also adds the book's stylesheet (static/jitbook.css: wrapping code output, figures no wider than the column), a
 script that points the ipywidgets static manager at its fonts and lets it typeset with MathJax 3 (static/jitbook.js),
-and drops inline scripts that a page would otherwise carry twice (sphinx-thebe registers its settings twice, and the
-second ``const`` declaration is a console error in every page).
+drops inline scripts that a page would otherwise carry twice (sphinx-thebe registers its settings twice, and the
+second ``const`` declaration is a console error in every page), and opens the book in light mode (the theme logs a
+console error when no mode is set).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def _serve_plotly_once(app: Any, pagename: str, templatename: str, context: dict
 
 
 def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    # The theme logs a console error when no colour mode is set ("Got invalid theme mode"); the figures are drawn on
+    # white, so the book opens in light mode (a reader can still switch).
+    if not context.get("default_mode"):
+        context["default_mode"] = "light"
     seen, kept = set(), []
     for script in context.get("script_files", []):
         key = (
@@ -67,7 +72,10 @@ def _add_static(app: Any) -> None:
 def setup(app: Any) -> dict[str, Any]:
     app.connect("builder-inited", _add_static)
     app.add_css_file("jitbook.css")
-    app.add_js_file("jitbook.js", priority=100)  # before the widget manager: its asset path and a MathJax 3 shim
-    app.connect("html-page-context", _serve_plotly_once)
-    app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
+    app.add_js_file(
+        "jitbook.js", priority=100
+    )  # before the widget manager: its asset path and a MathJax 3 shim
+    app.connect("html-page-context", _serve_plotly_once, priority=100)
+    # Early: html-page-context stops at the first handler that returns a template name (the theme's may).
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": False}

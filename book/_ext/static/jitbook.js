@@ -1,8 +1,16 @@
 // Loaded before the ipywidgets static manager (vendor/html-manager/embed-amd.js); added by book/_ext/offline_plotly.py.
 (function () {
-  // The manager looks for its icon fonts beside the page unless told where it lives: beside itself, in vendor/.
+  // The manager finds its icon fonts relative to the address RequireJS gives its modules, which is beside the page
+  // unless RequireJS is told where the manager lives (vendor/html-manager/). RequireJS reads a `require` object
+  // defined before it loads as its configuration.
   var here = document.currentScript && document.currentScript.src;
-  if (here) window.__jupyter_widgets_assets_path__ = new URL("../vendor/html-manager/", here).href;
+  if (here) {
+    var manager = new URL("../vendor/html-manager/", here).href;
+    window.__jupyter_widgets_assets_path__ = manager;
+    if (typeof window.require === "undefined") {
+      window.require = { paths: { "@jupyter-widgets/html-manager/dist": manager.replace(/\/$/, "") } };
+    }
+  }
   // The manager typesets widget labels with MathJax 2's API (MathJax.Hub.Queue); the book serves MathJax 3.
   function shim() {
     var mj = window.MathJax;

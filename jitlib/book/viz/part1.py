@@ -498,32 +498,46 @@ def marginal_slider(
     return trace_slider(frames, base, prefix="t = ", active=len(ts) // 2)
 
 
-def target_slider(explorer: TargetExplorer, ts: Sequence[float]) -> go.Figure:
+def target_slider(explorer: TargetExplorer, ts: Sequence[float], panel: int = 96) -> go.Figure:
     """The target explorer's static twin: for each t (slider), z_t, the target and x̂ from target + δ, for all targets.
 
-    Uses the explorer's own image, noise and error, through :func:`target_view` (the function behind the widget).
+    Uses the explorer's own image, noise and error, through :func:`target_view` (the function behind the widget);
+    each picture is resized to ``panel`` pixels and the frames are stored as JPEG (noise does not compress as PNG).
     """
-    from matplotlib.figure import Figure
+    from jitlib.book.viz.static import image_slider
 
-    from jitlib.book.viz.static import matplotlib_slider
-
-    def draw(t: float) -> matplotlib.figure.Figure:
-        fig = Figure(figsize=(7.2, 7.0))
-        axes = fig.subplots(len(TARGETS), 3)
-        for row, name in enumerate(TARGETS):
+    gap = 4
+    frames, titles = [], []
+    for t in ts:
+        rows, errors = [], []
+        for name in TARGETS:
             view = target_view(explorer.x, explorer.eps, explorer.error, t, name, t_eps=explorer.t_eps)
-            sym = SYMBOL[name]
-            pictures = (view.z, view.output, view.decoded)
-            heads = ("input z_t", f"target {sym}", f"x̂ from {sym} + δ: RMS error {view.x_error_rms:.3g}")
-            for col, (picture, head) in enumerate(zip(pictures, heads, strict=True)):
-                ax = axes[row, col]
-                ax.imshow(_to_rgb(picture), interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_title(head, fontsize=10)
-            axes[row, 0].set_ylabel(f"predict {sym}", fontsize=11)
-        fig.suptitle(f"t = {t:.2f}; δ: an output error of RMS {explorer.error_std:g}", fontsize=11)
-        fig.tight_layout()
-        return fig
-
-    return matplotlib_slider(draw, ts, prefix="t = ", label=lambda t: f"{t:.2f}", active=len(ts) // 2)
+            tiles = []
+            for picture in (view.z, view.output, view.decoded):
+                tile = Image.fromarray(_to_rgb(picture)).resize((panel, panel), Image.BILINEAR)
+                tiles += [np.asarray(tile), np.full((panel, gap, 3), 255, np.uint8)]
+            rows += [
+                np.concatenate(tiles[:-1], axis=1),
+                np.full((gap, 3 * panel + 2 * gap, 3), 255, np.uint8),
+            ]
+            errors.append(f"{SYMBOL[name]} {view.x_error_rms:.3g}")
+        frames.append((f"{t:.2f}", np.concatenate(rows[:-1], axis=0)))
+        titles.append(f"t = {t:.2f}: RMS error of x̂ when the output is off by δ: {', '.join(errors)}")
+    fig = image_slider(frames, prefix="t = ", titles=titles, active=len(ts) // 2, photo=True)
+    step = panel + gap
+    for col, head in enumerate(("input z_t", "the target (network output)", "x̂ from target + δ")):
+        fig.add_annotation(
+            x=col * step + panel / 2, y=0, yshift=4, text=head, showarrow=False, yanchor="bottom"
+        )
+    for row, name in enumerate(TARGETS):
+        fig.add_annotation(
+            x=0,
+            xshift=-4,
+            y=row * step + panel / 2,
+            text=f"predict {SYMBOL[name]}",
+            textangle=-90,
+            showarrow=False,
+            xanchor="right",
+        )
+    fig.update_layout(margin=dict(l=30, r=0, t=80, b=0))
+    return fig

@@ -45,6 +45,13 @@ def png_uri(pixels: np.ndarray, colors: int = 256) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def jpeg_uri(pixels: np.ndarray, quality: int = 80) -> str:
+    """A data: URI of an (H, W, 3) uint8 image as JPEG: photographs and noise, which PNG cannot compress."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="jpeg", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 def _slider(labels: Sequence[str], prefix: str, active: int) -> dict[str, Any]:
     """A plotly slider whose step k shows frame ``labels[k]`` at once (no animation)."""
     steps = [
@@ -70,8 +77,12 @@ def image_slider(
     title: str = "",
     active: int = 0,
     titles: Sequence[str] | None = None,
+    photo: bool = False,
 ) -> go.Figure:
-    """A plotly figure showing one of ``frames`` (label, (H, W, 3) uint8 picture), chosen by a slider under it."""
+    """A plotly figure showing one of ``frames`` (label, (H, W, 3) uint8 picture), chosen by a slider under it.
+
+    ``photo=True`` stores the frames as JPEG (images and noise), otherwise as PNG (figures, line art).
+    """
     import plotly.graph_objects as go
 
     if len(frames) < 2:
@@ -80,7 +91,7 @@ def image_slider(
     if len(shapes) != 1:
         raise ValueError(f"all frames must have one shape, got {sorted(shapes)}")
     labels = [label for label, _ in frames]
-    sources = [png_uri(pixels) for _, pixels in frames]
+    sources = [jpeg_uri(pixels) if photo else png_uri(pixels) for _, pixels in frames]
     heads = list(titles) if titles is not None else [title] * len(frames)
     height, width = frames[0][1].shape[:2]
     fig = go.Figure(
