@@ -67,6 +67,7 @@ RECIPE: dict[str, Any] = {
     "num_stored": 8,
 }
 TARGETS = ("x", "eps", "v")
+SETTINGS = ("main", "control")
 
 
 def overrides(pred: str, image_size: int, patch_size: int, steps: int, seed: int) -> list[str]:
@@ -193,6 +194,12 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="folder to keep every run's checkpoint in")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the budget is for 1)")
     parser.add_argument(
+        "--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS), help="parts to run"
+    )
+    parser.add_argument(
+        "--merge", type=Path, nargs="*", default=[], help="add the runs of files of the same recipe"
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="a seconds-long run of the whole pipeline (tests)"
     )
     args = parser.parse_args()
@@ -208,11 +215,21 @@ def main() -> None:
         if old.get("format") == FORMAT and old.get("recipe") == RECIPE:
             grid = old
     before = grid.get("wall_seconds", 0.0)
+    for path in (
+        args.merge
+    ):  # e.g. the control run in another process: its runs, baselines and seconds join this file
+        other = json.loads(path.read_text())
+        if other.get("format") != FORMAT or other.get("recipe") != RECIPE:
+            raise SystemExit(f"{path} was made with another recipe; it cannot be merged")
+        known = {(r["setting"], r["pred"], r["seed"]) for r in grid["runs"]}
+        grid["runs"] += [r for r in other["runs"] if (r["setting"], r["pred"], r["seed"]) not in known]
+        grid["baselines"] = {**other["baselines"], **grid["baselines"]}
+        grid.setdefault("parts", []).append({"file": path.name, "wall_seconds": other.get("wall_seconds")})
     grid.update(
         commit=git_commit(), machine=platform.machine(), torch=torch.__version__, threads=args.threads
     )
     strips: list[tuple[str, Tensor]] = []
-    for setting in ("main", "control"):
+    for setting in args.settings:
         spec = RECIPE[setting]
         size = spec["image_size"]
         start = time.perf_counter()

@@ -169,6 +169,10 @@ class FeatureStats:
         """Fréchet distance between the Gaussians of the two accumulators."""
         return frechet_distance(self.mean, self.cov, other.mean, other.cov)
 
+    def fid_to(self, mu: np.ndarray, sigma: np.ndarray) -> float:
+        """Fréchet distance to reference statistics (μ, Σ), e.g. from an .npz of ``jitlib eval ref-stats``."""
+        return frechet_distance(self.mean, self.cov, mu, sigma)
+
 
 def kid(
     real: np.ndarray, fake: np.ndarray, subset_size: int = 1000, subsets: int = 100, seed: int = 0
@@ -232,3 +236,54 @@ def cached_features(images: Tensor, cache: str | Path | None = None, batch_size:
     np.save(tmp, features, allow_pickle=False)
     tmp.replace(path)
     return features
+
+
+def folder_pixels(folder: str | Path, image_size: int | None = None, limit: int | None = None) -> Tensor:
+    """Every image under ``folder`` (sorted, first ``limit``) as uint8 (N, 3, H, W), ADM center-cropped to ``image_size``."""
+    from jitlib.evaluation.metrics import folder_batches
+
+    batches = [unit_to_uint8(b) for b in folder_batches(folder, image_size, limit=limit)]
+    sizes = {tuple(b.shape[1:]) for b in batches}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"images under {str(folder)!r} differ in size {sorted(sizes)}; pass --image-size to crop them"
+        )
+    return torch.cat(batches)
+
+
+def reference_features(
+    reference: str | Path, image_size: int, num: int = 1000, cache: str | Path | None = None
+) -> np.ndarray:
+    """Features of a reference set: ``"photos"`` (crops of the held-out photos, seed 0, flipped) or an image folder.
+
+    Cached by pixel content (:func:`cached_features`), so the second call costs only the crops or the file reads.
+    """
+    if str(reference) == "photos":
+        from jitlib.training.photos import PhotoCrops
+
+        pixels = PhotoCrops("reference", image_size, num, seed=0, flip=True).uint8()
+    else:
+        pixels = folder_pixels(reference, image_size, limit=num)
+    return cached_features(pixels, cache=cache)
+
+
+def generated_features(
+    pipe,
+    num: int,
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    cfg: float | None = None,
+    batch_size: int = 50,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Features (N, 2048) of ``num`` class-cycled samples of a pipeline, generated and scored batch by batch.
+
+    Memory holds one batch of images and the float32 features (8 KiB per image); the images are not kept.
+    """
+    from jitlib.evaluation.generate import SamplerSettings, class_labels, iter_batches
+
+    labels = class_labels(pipe.num_classes, num)
+    settings = SamplerSettings.resolve(pipe, steps, None, cfg, None, None)
+    batches = iter_batches(pipe, labels, settings, seed=seed, batch_size=batch_size)
+    return np.concatenate([inception_features(b, device=device) for b in batches])

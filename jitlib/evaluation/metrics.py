@@ -18,9 +18,7 @@ jitlib for any image folder, center-cropped like the training data.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from jitlib.integrity import verify_file
-from jitlib.training.checkpoint import check_writable, load_checkpoint
+from jitlib.training.checkpoint import load_checkpoint
 from jitlib.training.config import DataConfig, from_dict
 from jitlib.training.data import (
     IMAGE_EXTENSIONS,
@@ -510,7 +508,7 @@ def fid_is(batches: Iterable[Tensor], ref_stats: str | Path, extractor=None) -> 
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Sweeps over CFG scale × EMA decay, and the command line: jitlib eval
+# Sweeps over CFG scale × EMA decay (the command line is jitlib.cli.eval)
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -530,8 +528,8 @@ def sweep(
 ) -> list[dict[str, float | str]]:
     """Score every (EMA decay, CFG scale) pair on ``num_images`` class-cycled samples (the paper chooses both this way).
 
-    metric "proxy" (small data sets, offline) reports FD and class accuracy; "fid" reports FID and IS against
-    ``ref_stats``. The same noise (``seed``) is used for every pair, so differences come from the pair alone.
+    metric "proxy" (small data sets, offline) reports FD and class accuracy; "fid" reports FID against ``ref_stats``
+    (μ, Σ in an .npz) with the in-wheel Inception of :mod:`jitlib.evaluation.fid`. The same noise (``seed``) is used for every pair, so differences come from the pair alone.
     """
     from jitlib.artifact import load
     from jitlib.evaluation.generate import class_labels, generate
@@ -542,8 +540,7 @@ def sweep(
         raise ValueError(
             "metric fid needs reference statistics: --ref-stats FILE (make them with jitlib eval ref-stats)"
         )
-    if metric == "fid":
-        require_torch_fidelity()
+    ref_mu, ref_sigma = load_stats(ref_stats) if metric == "fid" else (None, None)
     if not cfgs or not emas or num_images < 2 or batch_size < 1:
         raise ValueError(
             "give at least one CFG scale, one EMA, --num of 2 or more and a positive --batch-size"
@@ -571,7 +568,12 @@ def sweep(
                     real_fd=score.real_fd,
                 )
             else:
-                row.update(fid_is(images.split(batch_size), ref_stats))
+                from jitlib.evaluation.fid import FeatureStats, inception_features
+
+                stats = FeatureStats()
+                for batch in images.split(batch_size):
+                    stats.update(inception_features(batch, device=str(device)))
+                row.update(fid=frechet_distance(stats.mean, stats.cov, ref_mu, ref_sigma), num_images=stats.n)
             rows.append(row)
     return rows
 
@@ -591,99 +593,3 @@ def format_table(rows: list[dict[str, float | str]]) -> str:
             "  ".join(v.rjust(w) for v, w in zip(c, widths, strict=True)) + ("  *" if i == best else "")
         )
     return "\n".join(lines)
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    """``jitlib eval sweep | ref-stats | fid``."""
-    try:
-        if args.eval_command == "sweep":
-            rows = sweep(
-                args.source,
-                args.cfg,
-                args.ema,
-                num_images=args.num,
-                metric=args.metric,
-                ref_stats=args.ref_stats,
-                seed=args.seed,
-                steps=args.steps,
-                batch_size=args.batch_size,
-                device=args.device,
-                cache=args.cache,
-            )
-            print(format_table(rows))
-        elif args.eval_command == "ref-stats":
-            check_writable(Path(args.out).parent)
-            path = reference_stats(args.folder, args.out, args.image_size, limit=args.limit)
-            print(f"wrote {path}", file=sys.stderr)
-        else:
-            result = fid_is(folder_batches(args.samples, None), args.ref_stats)
-            if args.real:
-                result.update(precision_recall(args.samples, args.real))
-            print("  ".join(f"{k} {v:.4g}" for k, v in result.items()))
-    except ImportError as err:
-        raise ValueError(str(err)) from None
-    return 0
-
-
-EVAL_HELP = (
-    """\
-Score generated images.
-
-  jitlib eval sweep runs/tiny-digits --cfg 1 1.5 2 3 --ema all --num 500     # offline proxy metric (small data sets)
-  jitlib eval ref-stats data/imagenet/train --image-size 256 --out in256.npz  # FID statistics of any image folder
-  jitlib eval sweep runs/jit-b16 --metric fid --ref-stats in256.npz --cfg 2.5 2.9 3.3 --ema all --num 8000
-  jitlib eval fid samples/ --ref-stats in256.npz [--real data/imagenet/val]   # FID, IS (and precision/recall)
-
-FID/IS/PR need the optional extra: """
-    + FID_INSTALL_HINT
-    + "\n"
-)
-
-
-def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib eval`` (sub-commands sweep, ref-stats, fid) on a sub-parser set."""
-    p = subparsers.add_parser(
-        "eval",
-        help="proxy metric, FID/IS/PR, CFG × EMA sweeps",
-        description=EVAL_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
-    s = sub.add_parser("sweep", help="score a checkpoint over CFG scales × EMA decays and print a table")
-    s.add_argument("source", help="run folder or checkpoint file")
-    s.add_argument("--cfg", type=float, nargs="+", default=[1.0], help="CFG scales to try")
-    s.add_argument("--ema", nargs="+", default=["all"], help="EMA decays to try, 'all', or 'model'")
-    s.add_argument("--num", type=int, default=1000, help="images per (EMA, CFG) pair, classes cycling")
-    s.add_argument(
-        "--metric",
-        choices=("proxy", "fid"),
-        default="proxy",
-        help="proxy: offline classifier FD + class accuracy (digits, shapes, cifar10); fid: FID + IS",
-    )
-    s.add_argument("--ref-stats", help="reference .npz for --metric fid")
-    s.add_argument("--steps", type=int, help="sampler steps (default: the recipe's)")
-    s.add_argument(
-        "--seed", type=int, default=0, help="noise seed, shared by every pair so only the pair differs"
-    )
-    s.add_argument("--batch-size", type=int, default=100, help="images generated at once")
-    s.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:1, …"
-    )
-    s.add_argument(
-        "--cache", help="folder of cached proxy classifiers (default $JITLIB_CACHE or ~/.cache/jitlib)"
-    )
-    r = sub.add_parser("ref-stats", help="Inception statistics (mu, sigma) of an image folder, for FID")
-    r.add_argument("folder")
-    r.add_argument("--out", required=True, help=".npz file to write")
-    r.add_argument(
-        "--image-size", type=int, help="ADM center-crop size (as in training); default: images as stored"
-    )
-    r.add_argument("--limit", type=int, help="use only the first N images (sorted by path)")
-    f = sub.add_parser(
-        "fid", help="FID and IS of a folder of generated images (and precision/recall with --real)"
-    )
-    f.add_argument("samples", help="folder of generated PNGs (jitlib sample --png-dir)")
-    f.add_argument("--ref-stats", required=True, help="reference .npz (jitlib eval ref-stats)")
-    f.add_argument("--real", help="folder of real images, for precision/recall")
-    p.set_defaults(func=run_eval)
-    return p
