@@ -224,7 +224,12 @@ def main() -> None:
         known = {(r["setting"], r["pred"], r["seed"]) for r in grid["runs"]}
         grid["runs"] += [r for r in other["runs"] if (r["setting"], r["pred"], r["seed"]) not in known]
         grid["baselines"] = {**other["baselines"], **grid["baselines"]}
-        grid.setdefault("parts", []).append({"file": path.name, "wall_seconds": other.get("wall_seconds")})
+        part = {
+            "file": path.name,
+            "picture": path.with_suffix(".png").name,
+            "strip_rows": other.get("strip_rows"),
+        }
+        grid.setdefault("parts", []).append({**part, "wall_seconds": other.get("wall_seconds")})
     grid.update(
         commit=git_commit(), machine=platform.machine(), torch=torch.__version__, threads=args.threads
     )
@@ -263,9 +268,13 @@ def main() -> None:
                     flush=True,
                 )
     grid["wall_before"] = grid["wall_seconds"] = round(time.perf_counter() - wall + before, 1)
-    grid["strip_rows"] = [name for name, _ in strips]
+    ran = len(strips) > 2 * len(
+        args.settings
+    )  # beyond the real and noise rows: runs were trained in this call
+    if ran:  # a call that only merges or resumes finished runs keeps the picture the runs made
+        grid["strip_rows"] = [name for name, _ in strips]
+        save_strip(strips, args.out.with_suffix(".png"))
     args.out.write_text(json.dumps(grid, indent=1) + "\n")
-    save_strip(strips, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')} in {grid['wall_seconds']:.0f} s", flush=True)
 
 
