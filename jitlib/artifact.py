@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from jitlib.diffusion.denoiser import Denoiser
+from jitlib.diffusion.interpolation import default_noise_scale
 from jitlib.evaluation.generate import Pipeline
 from jitlib.integrity import SUMS_FILE, is_complete, sha256, verify, write_sums
 from jitlib.nn.model import JiT, JiTConfig
@@ -45,6 +46,7 @@ from jitlib.training.config import (
     build_section,
     default_ema,
     from_dict,
+    validate,
 )
 from jitlib.training.ema import decay_key
 
@@ -145,6 +147,16 @@ class ModelCard:
             raise ValueError(
                 f"{source}: default_ema {card.default_ema!r} is not one of {list(card.variants)}"
             )
+        if card.diffusion.noise_scale is None:
+            raise ValueError(
+                f"{source}: diffusion.noise_scale is null; an artifact stores the scale it samples with"
+            )
+        if card.dtype not in DTYPES:
+            raise ValueError(f"{source}: dtype {card.dtype!r} is not valid; valid: {', '.join(DTYPES)}")
+        try:  # the ranges of recipe and sampler values are checked where every config is checked
+            validate(Config(diffusion=card.diffusion, sample=replace(card.sampler, ema=None)))
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
         return card
 
 
@@ -194,19 +206,17 @@ class Artifact:
         return net.eval()
 
     def denoiser(self, ema: str | float | None = None, device: torch.device | str = "cpu") -> Denoiser:
-        """``Denoiser(net, target, t_eps)`` of the card: the callable (z, t, y) → x̂, ε̂, v̂ that samplers use."""
-        d = self.card.diffusion
-        return Denoiser(self.net(ema, device), target=d.pred, t_eps=d.t_eps)
+        """The denoiser of the card's recipe (target, t_eps, pre-conditioner): the callable (z, t, y) → x̂, ε̂, v̂."""
+        return self.pipeline(ema, device).denoiser()
 
     def pipeline(self, ema: str | float | None = None, device: torch.device | str = "cpu") -> Pipeline:
-        """The network of ``ema`` with the card's noise scale, target, t_eps, sampler defaults and class names."""
-        d, variant = self.card.diffusion, self.variant(ema)
+        """The network of ``ema`` with the card's diffusion recipe (noise scale, target, t_eps, pre-conditioner),
+        sampler defaults and class names."""
+        variant = self.variant(ema)
         chosen = "raw weights" if variant == RAW else f"EMA {variant}"
         return Pipeline(
             self.net(variant, device),
-            noise_scale=d.noise_scale,
-            pred=d.pred,
-            t_eps=d.t_eps,
+            self.card.diffusion,
             defaults=self.card.sampler,
             description=f"{self.source} [{chosen}]",
             class_names=self.card.class_names,
@@ -362,7 +372,7 @@ def _from_official(path: Path) -> Artifact:
     diffusion = DiffusionConfig(
         t_mu=run.get("P_mean", defaults.t_mu),
         t_sigma=run.get("P_std", defaults.t_sigma),
-        noise_scale=run.get("noise_scale", defaults.noise_scale),
+        noise_scale=run.get("noise_scale", default_noise_scale(arch.input_size)),
         t_eps=run.get("t_eps", defaults.t_eps),
         label_drop=run.get("label_drop_prob", defaults.label_drop),
     )

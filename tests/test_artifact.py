@@ -56,7 +56,16 @@ def unusual_card() -> ModelCard:
     return ModelCard(
         model_name="JiT-tiny/4",
         architecture=arch,
-        diffusion=DiffusionConfig("v", "x", "uniform", 0.3, 1.7, 0.5, 0.1, 0.2),
+        diffusion=DiffusionConfig(
+            pred="v",
+            loss="x",
+            t_dist="uniform",
+            t_mu=0.3,
+            t_sigma=1.7,
+            noise_scale=0.5,
+            t_eps=0.1,
+            label_drop=0.2,
+        ),
         sampler=SampleConfig("euler", 7, 2.5, (0.2, 0.9), "x", 0.9),
         variants=("model", "0.9"),
         default_ema="model",
@@ -65,6 +74,13 @@ def unusual_card() -> ModelCard:
         dtype="bfloat16",
         format_version=FORMAT_VERSION,
     )
+
+
+def x_card() -> ModelCard:
+    """The fields that need x-prediction (a pre-conditioner, the classification loss) set, on top of unusual_card."""
+    card = unusual_card()
+    diffusion = dataclasses.replace(card.diffusion, pred="x", precond="edm", aux_cls_weight=0.3)
+    return dataclasses.replace(card, diffusion=diffusion)
 
 
 def random_artifact(card: ModelCard) -> Artifact:
@@ -77,29 +93,27 @@ def random_artifact(card: ModelCard) -> Artifact:
 
 
 def test_save_pretrained_round_trips_every_field(tmp_path: Path) -> None:
-    card = unusual_card()
-    default_arch = get_config("JiT-B/16")
+    cards = [unusual_card(), x_card()]
     defaults = {
-        **leaves(default_arch, "architecture."),
+        **leaves(get_config("JiT-B/16"), "architecture."),
         **leaves(DiffusionConfig(), "diffusion."),
         **leaves(SampleConfig(), "sampler."),
         **leaves(Provenance(), "provenance."),
     }
-    same = [
-        k
-        for k, v in leaves(card).items()
-        if k in defaults and defaults[k] == v and k != "architecture.patch_size"
-    ]
-    assert not same, f"fields left at their default cannot show a drop: {same}"
-    artifact = random_artifact(card)
-    folder = artifact.save_pretrained(tmp_path / "a")
-    again = load(folder)
-    assert again.card == card and leaves(again.card) == leaves(card)
-    stored = json.loads((folder / "config.json").read_text())
-    assert set(stored) == {f.name for f in dataclasses.fields(ModelCard)}
-    for variant in card.variants:
-        expected = artifact.state_dict(variant)
-        assert all(torch.equal(again.state_dict(variant)[k], v) for k, v in expected.items())
+    unusual = {k for card in cards for k, v in leaves(card).items() if k not in defaults or defaults[k] != v}
+    same = sorted(set(defaults) - unusual - {"architecture.patch_size"})
+    assert not same, f"fields left at their default in every card cannot show a drop: {same}"
+    for i, card in enumerate(cards):
+        artifact = random_artifact(card)
+        folder = artifact.save_pretrained(tmp_path / str(i))
+        again = load(folder)
+        assert again.card == card and leaves(again.card) == leaves(card)
+        stored = json.loads((folder / "config.json").read_text())
+        assert set(stored) == {f.name for f in dataclasses.fields(ModelCard)}
+        for variant in card.variants:
+            expected = artifact.state_dict(variant)
+            assert all(torch.equal(again.state_dict(variant)[k], v) for k, v in expected.items())
+        assert again.pipeline().diffusion == card.diffusion and again.pipeline().defaults == card.sampler
     with pytest.raises(ValueError, match="already exists"):
         artifact.save_pretrained(folder)
 
@@ -113,6 +127,8 @@ def test_unknown_version_and_bad_cards_are_one_line(tmp_path: Path) -> None:
         (text.replace('"dtype"', '"dtpye"'), "unknown config key 'dtpye'"),
         (text.replace('"default_ema": "model"', '"default_ema": "0.5"'), "default_ema '0.5'"),
         (text.replace('"steps": 7', '"steps": "many"'), "sampler.steps: expected an integer"),
+        (text.replace('"t_eps": 0.1', '"t_eps": 0.7'), "diffusion.t_eps=0.7 must lie in [0, 0.5)"),
+        (text.replace('"dtype": "bfloat16"', '"dtype": "int8"'), "dtype 'int8' is not valid"),
     ]
     for bad, phrase in cases:
         (folder / "config.json").write_text(bad)

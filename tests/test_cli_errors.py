@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 import subprocess
 import sys
@@ -107,7 +106,10 @@ def bad_inputs(run: Path, tmp: Path) -> list[tuple[list[str], str]]:
         (["sample", str(run), "--grid", str(tmp / "a_file" / "g.png")], "is not writable"),
         (["sample", str(tmp / "garbage.pt"), "--npz", str(tmp / "s.npz")], "official"),
         (["eval", "sweep", str(run), "--metric", "fid"], "needs reference statistics"),
-        (["eval", "fid", str(tmp / "missing_samples"), "--ref-stats", str(tmp / "none.npz")], "not found"),
+        (
+            ["eval", "fid", str(tmp / "missing_samples"), "--ref", str(tmp / "none.npz")],
+            "is neither 'photos'",
+        ),
     ]
 
 
@@ -141,18 +143,6 @@ def test_corrupt_image_read_by_a_loader_worker_is_one_line(tmp_path: Path, capsy
     assert main(argv) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("jitlib train: error: cannot read image") and last.endswith("zz.jpg'")
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("torch_fidelity") is not None, reason="torch-fidelity is installed"
-)
-def test_fid_without_torch_fidelity_says_how_to_install(tmp_path: Path, capsys) -> None:
-    stats = tmp_path / "ref.npz"
-    import numpy as np
-
-    np.savez(stats, mu=np.zeros(2), sigma=np.eye(2))
-    assert main(["eval", "fid", str(images(tmp_path / "s")), "--ref-stats", str(stats)]) == 2
-    assert "pip install 'jitlib[fid]'" in capsys.readouterr().err
 
 
 def test_nan_loss_is_one_line_and_keeps_the_last_checkpoint(tmp_path: Path, capsys) -> None:

@@ -25,9 +25,10 @@ from torch import Tensor
 
 from jitlib.device import autocast_dtype
 from jitlib.diffusion.denoiser import Denoiser
+from jitlib.diffusion.interpolation import default_noise_scale
 from jitlib.diffusion.sampling import sample
 from jitlib.nn.model import JiT
-from jitlib.training.config import SampleConfig
+from jitlib.training.config import DiffusionConfig, SampleConfig
 from jitlib.training.data import unit_to_uint8
 
 SHARD_PATTERN = "shard-{:06d}.npz"
@@ -39,12 +40,29 @@ class Pipeline:
     """A network ready to sample, with what sampling it needs to know: classes, noise scale, target, default sampler."""
 
     net: JiT
-    noise_scale: float = 1.0
-    pred: str = "x"
-    t_eps: float = 0.05
+    diffusion: DiffusionConfig  # the recipe the network was trained with: target, t_eps, noise scale, precond
     defaults: SampleConfig = field(default_factory=SampleConfig)
     description: str = ""
     class_names: tuple[str, ...] = ()
+
+    @property
+    def noise_scale(self) -> float:
+        """s of z₀ = s·n (App. A): the noise scale stored with the model (image_size / 256 if it stored none)."""
+        s = self.diffusion.noise_scale
+        return s if s is not None else default_noise_scale(self.net.config.input_size)
+
+    @property
+    def pred(self) -> str:
+        return self.diffusion.pred
+
+    @property
+    def t_eps(self) -> float:
+        return self.diffusion.t_eps
+
+    def denoiser(self) -> Denoiser:
+        """``Denoiser(net, target, t_eps, precond)`` of the stored recipe: the callable (z, t, y) → x̂, ε̂, v̂."""
+        d = self.diffusion
+        return Denoiser(self.net, target=d.pred, t_eps=d.t_eps, precond=d.precond)
 
     @property
     def num_classes(self) -> int:
@@ -116,7 +134,7 @@ def iter_batches(
 ) -> Iterator[Tensor]:
     """Images x ∈ [−1, 1] (B, C, H, W) of ``labels`` batch by batch; image i uses noise (seed, start + i)."""
     device = next(pipe.net.parameters()).device
-    denoiser = Denoiser(pipe.net, target=pipe.pred, t_eps=pipe.t_eps)
+    denoiser = pipe.denoiser()
     conditional = pipe.num_classes > 0
     dtype = autocast_dtype(device)
     for first in range(0, len(labels), batch_size):
@@ -199,9 +217,7 @@ def generate_shards(
     settings = SamplerSettings.resolve(pipe, steps, method, cfg, cfg_interval, last_step)
     manifest = {
         "weights": weights_digest(pipe.net),
-        "noise_scale": pipe.noise_scale,
-        "pred": pipe.pred,
-        "t_eps": pipe.t_eps,
+        "diffusion": asdict(pipe.diffusion) | {"noise_scale": pipe.noise_scale},
         "seed": seed,
         "num": len(labels),
         "labels": hashlib.sha256(labels.to(torch.int64).numpy().tobytes()).hexdigest(),

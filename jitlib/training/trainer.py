@@ -55,7 +55,7 @@ from jitlib.training.checkpoint import (
     save_checkpoint,
 )
 from jitlib.training.compiling import maybe_compile, resolve_compile
-from jitlib.training.config import Config, coerce, to_yaml
+from jitlib.training.config import Config, coerce, default_ema, to_yaml
 from jitlib.training.data import DataError, ResumableSampler, build_dataset, make_loader, random_flip
 from jitlib.training.ema import EMA
 from jitlib.training.noise import draw_noise
@@ -297,17 +297,14 @@ class Trainer:
     def generator(self, ema: float | str | None = None) -> Pipeline:
         """A copy of the network with the current raw weights (``"model"``) or an EMA, ready for :func:`~jitlib.evaluation.generate.generate`.
 
-        ``ema=None`` takes the recipe's ``sample.ema``, else the slowest decay (as :func:`~jitlib.evaluation.generate.load_generator`).
+        ``ema=None`` takes :func:`~jitlib.training.config.default_ema` (as :func:`jitlib.load` does).
         """
         net = copy.deepcopy(self.net).eval()
         if ema != "model":
-            ema = ema if ema is not None else self.config.sample.ema or max(self.config.train.ema_decays)
+            ema = ema if ema is not None else default_ema(self.config)
             self.ema.copy_to(net, ema)
-        d = self.config.diffusion
         chosen = "raw weights" if ema == "model" else f"EMA {ema}"
-        return Pipeline(
-            net, d.noise_scale, d.pred, d.t_eps, self.config.sample, f"{chosen} at step {self.step}"
-        )
+        return Pipeline(net, self.config.diffusion, self.config.sample, f"{chosen} at step {self.step}")
 
     # -- logging ----------------------------------------------------------------------------------------------
 
