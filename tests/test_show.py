@@ -133,3 +133,18 @@ def test_a_long_listing_shows_its_start_and_folds_the_rest() -> None:
     assert "\n".join(lines[: show.FOLD_AFTER]) in shown and lines[show.FOLD_AFTER] not in shown
     assert f"the other {len(lines) - show.FOLD_AFTER} lines" in folded and lines[-1] in folded
     assert folded.rstrip().endswith("</details>")
+
+
+def test_a_folded_listing_highlights_as_python_in_both_parts() -> None:
+    """Folding inside a docstring would leave the second part unlexable (a Sphinx warning, an error under -W)."""
+    from pygments.lexers import PythonLexer
+    from pygments.token import Error
+
+    from jitlib.diffusion.sampling import sample
+
+    markdown = show_source(sample)._repr_markdown_()
+    assert "<details>" in markdown
+    parts = [block.split("\n```")[0] for block in markdown.split("```python\n")[1:]]
+    assert len(parts) == 2
+    for part in parts:
+        assert not [v for t, v in PythonLexer().get_tokens(part) if t in Error], part[:200]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
 import re
 import textwrap
+import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +44,34 @@ class SourceView:
         # A fence longer than any run of backticks in the code, so the code can never close it early.
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", self.code)), default=0))
         lines = self.code.splitlines()
-        if len(lines) < FOLD_AFTER + FOLD_MIN:
+        cut = _fold_line(self.code)
+        if cut is None:
             return f"{self.caption()}\n\n{fence}python\n{self.code}\n{fence}\n"
-        shown, rest = "\n".join(lines[:FOLD_AFTER]), "\n".join(lines[FOLD_AFTER:])
+        shown, rest = "\n".join(lines[:cut]), "\n".join(lines[cut:])
         return (
             f"{self.caption()}\n\n{fence}python\n{shown}\n{fence}\n\n"
-            f"<details><summary>the other {len(lines) - FOLD_AFTER} lines</summary>\n\n"
+            f"<details><summary>the other {len(lines) - cut} lines</summary>\n\n"
             f"{fence}python\n{rest}\n{fence}\n\n</details>\n"
         )
 
     def __str__(self) -> str:
         return self.code
+
+
+def _fold_line(code: str) -> int | None:
+    """Where to fold a listing: the first line from FOLD_AFTER on that does not start inside a string (so both parts
+    highlight as Python), or None when the listing is short or no such line leaves FOLD_MIN lines to fold."""
+    count = len(code.splitlines())
+    if count < FOLD_AFTER + FOLD_MIN:
+        return None
+    inside: set[int] = set()  # 0-based lines that begin within a multi-line string
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            if token.type == tokenize.STRING and token.end[0] > token.start[0]:
+                inside.update(range(token.start[0], token.end[0]))
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    return next((line for line in range(FOLD_AFTER, count - FOLD_MIN + 1) if line not in inside), None)
 
 
 def _first_line(node: ast.stmt) -> int:
