@@ -238,11 +238,14 @@ def check(html: Path, pages: list[Path], width: int, max_mb: float) -> int:
             )
             tools.call("Page.navigate", {"url": page.resolve().as_uri()}, session)
             tools.wait_for("Page.loadEventFired", session)
-            result = tools.call(
-                "Runtime.evaluate",
-                {"expression": INSPECT, "awaitPromise": True, "returnByValue": True},
-                session,
-            )
+            try:
+                result = tools.call(
+                    "Runtime.evaluate",
+                    {"expression": INSPECT, "awaitPromise": True, "returnByValue": True},
+                    session,
+                )
+            except RuntimeError as error:  # e.g. the page navigated away while it was inspected
+                result = {"exceptionDetails": {"text": str(error)}}
             if "exceptionDetails" in result:
                 report = {"problems": [f"the check itself failed: {result['exceptionDetails'].get('text')}"]}
             else:
@@ -272,8 +275,10 @@ def check(html: Path, pages: list[Path], width: int, max_mb: float) -> int:
 
 
 def built_pages(html: Path) -> list[Path]:
-    """Every page of the book a reader opens (the chapters and appendices; not the generated source listings)."""
-    return sorted(p for p in (html / "book").glob("*.html")) + sorted(html.glob("*.html"))
+    """Every page of the book a reader opens (chapters, appendices, index pages; not the generated source listings
+    nor a page that only redirects to another, like the root index.html)."""
+    pages = sorted((html / "book").glob("*.html")) + sorted(html.glob("*.html"))
+    return [p for p in pages if 'http-equiv="refresh"' not in p.read_text(encoding="utf-8").lower()[:2000]]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,10 +54,9 @@ def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context:
         context["default_mode"] = "light"
     seen, kept = set(), []
     for script in context.get("script_files", []):
-        key = (
-            str(getattr(script, "filename", script)),
-            tuple(sorted(getattr(script, "attributes", {}).items())),
-        )
+        # An inline script's filename is None or "" depending on who added it: the same script either way.
+        name = str(getattr(script, "filename", script) or "")
+        key = (name, tuple(sorted(getattr(script, "attributes", {}).items())))
         if key not in seen:
             seen.add(key)
             kept.append(script)
