@@ -77,7 +77,8 @@ def test_timing_alternates_the_functions_and_best_is_the_minimum() -> None:
 def test_heun_with_cfg_interval_counts() -> None:
     """The paper's sampler: 50 + 49 evaluations, 44 + 44 of them at t > 0.1 (the official code runs 2 × 99 = 198)."""
     assert guided_evaluations(50, (0.1, 1.0)) == (99, 88)
-    assert guided_evaluations(50, (0.0, 1.0)) == (99, 98)  # t = 0 is never guided: the interval is open at 0
+    assert guided_evaluations(50, (0.0, 1.0)) == (99, 99)  # t_lo = 0 guides t = 0 too (the official rule)
+    assert guided_evaluations(50, (0.0, 0.5)) == (99, 49)  # open at t_hi: t = 0.5 is not guided
     assert guided_evaluations(1, (0.1, 1.0)) == (1, 0)
 
 
