@@ -166,7 +166,7 @@ def load_official(
     device: torch.device | str | None = None,
     **overrides,
 ) -> JiT:
-    """A jitlib JiT that reproduces the official network in checkpoint `path` (to ~3e-7 in float32).
+    """A jitlib JiT that reproduces the official network in checkpoint `path` (to ~5e-7 in float32; not under bf16 autocast).
 
     `ema` picks the weights: "ema1" (decay 0.9999, the one the official code evaluates), "ema2" (0.9996)
     or "model" (raw). The architecture is the preset `name` (default: the checkpoint's `args.model`) at the
