@@ -186,3 +186,25 @@ def test_baseline_preset_builds_the_table_2_network():
     kwargs = model_kwargs(config, channels=3, num_classes=1000)
     assert get_config(config.model.name, **kwargs) == PAPER_ROWS[0].config()
     assert tuple(config.sample.cfg_interval) == (0.0, 1.0) and config.train.epochs == 200
+
+
+def test_stored_table4_chain_is_consistent():
+    """data/results/table4_chain.json: ≥ 3 seeds per network, one thread, within budget, summary = its runs."""
+    import json
+    import statistics
+    from pathlib import Path
+
+    chain = json.loads((Path(__file__).parents[1] / "data" / "results" / "table4_chain.json").read_text())
+    assert chain["seeds"] >= 3 and chain["threads"] == 1 and chain["wall_s"] <= 1800
+    assert list(chain["summary"]) == ["baseline", "+ bottleneck", "+ RoPE, qk-norm", "+ in-context tokens"]
+    for name, entry in chain["summary"].items():
+        runs = [r for r in chain["runs"] if r["variant"] == name]
+        assert sorted(r["seed"] for r in runs) == list(range(chain["seeds"]))
+        for key in ("held_out_loss", "proxy_fd", "class_accuracy"):
+            values = [r[key] for r in runs]
+            assert entry[key]["values"] == values
+            assert entry[key]["mean"] == pytest.approx(statistics.fmean(values))
+            assert entry[key]["std"] == pytest.approx(statistics.stdev(values))
+        config = get_config(chain["model"], in_channels=1, **chain["width"], **runs[0]["arch"])
+        with torch.device("meta"):
+            assert count_params(JiT(config)) == entry["params"]
