@@ -55,6 +55,15 @@ INSPECT = r"""
     if (!img.complete || img.naturalWidth === 0) out.problems.push(`image does not load: ${img.getAttribute('src')}`);
   }
   for (const err of document.querySelectorAll('mjx-merror, .MathJax_Error')) out.problems.push(`MathJax error: ${err.textContent.slice(0, 80)}`);
+  // Maths left as TeX source: MathJax did not run, or failed before typesetting.
+  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
+  let raw = 0, sample = '';
+  while (walker.nextNode()) {
+    const node = walker.currentNode, parent = node.parentElement;
+    if (parent.closest('pre, code, script, style, .highlight, mjx-container')) continue;
+    if (/\\\(|\\\[/.test(node.textContent)) { raw += 1; if (!sample) sample = node.textContent.trim().slice(0, 60); }
+  }
+  if (raw) out.problems.push(`maths not typeset in ${raw} place(s), e.g. "${sample}"`);
   const plots = [...document.querySelectorAll('.plotly-graph-div')];
   for (const gd of plots) {
     out.figures += 1;

@@ -61,7 +61,9 @@ def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context:
             seen.add(key)
             kept.append(script)
     if "script_files" in context:
-        context["script_files"] = kept
+        # In place: later handlers (sphinx.ext.mathjax adds MathJax here) append to this very list, which Sphinx
+        # resets for every page.
+        context["script_files"][:] = kept
 
 
 def _add_static(app: Any) -> None:
@@ -75,6 +77,5 @@ def setup(app: Any) -> dict[str, Any]:
         "jitbook.js", priority=100
     )  # before the widget manager: its asset path and a MathJax 3 shim
     app.connect("html-page-context", _serve_plotly_once, priority=100)
-    # Early: html-page-context stops at the first handler that returns a template name (the theme's may).
     app.connect("html-page-context", _drop_duplicate_scripts, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": False}

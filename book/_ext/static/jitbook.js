@@ -1,20 +1,10 @@
-// Loaded before the ipywidgets static manager (vendor/html-manager/embed-amd.js); added by book/_ext/offline_plotly.py.
+// Loaded on every page (book/_ext/offline_plotly.py). Pages with widgets also load jitbook-widgets.js.
 (function () {
-  // The manager finds its icon fonts relative to the address RequireJS gives its modules, which is beside the page
-  // unless RequireJS is told where the manager lives (vendor/html-manager/). RequireJS reads a `require` object
-  // defined before it loads as its configuration.
-  var here = document.currentScript && document.currentScript.src;
-  if (here) {
-    var manager = new URL("../vendor/html-manager/", here).href;
-    window.__jupyter_widgets_assets_path__ = manager;
-    if (typeof window.require === "undefined") {
-      window.require = { paths: { "@jupyter-widgets/html-manager/dist": manager.replace(/\/$/, "") } };
-    }
-  }
   // The manager typesets widget labels with MathJax 2's API (MathJax.Hub.Queue); the book serves MathJax 3.
   function shim() {
     var mj = window.MathJax;
-    if (mj && !mj.Hub) {
+    // Only on the loaded MathJax 3 object, never on the configuration object a page defines before MathJax loads.
+    if (mj && mj.version && !mj.Hub) {
       mj.Hub = {
         Queue: function (command) {
           var element = command && command[2];
@@ -23,7 +13,6 @@
       };
     }
   }
-  shim();
   var tries = 0;
   var timer = setInterval(function () {
     shim();
