@@ -1,0 +1,65 @@
+"""scripts/gpu_check.sh in its CPU dry run: every stage runs at tiny sizes and writes what the GPU run will write."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from jitlib.training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["train", "resume", "sample", "bench-JiT-tiny-4", "bench-JiT-tiny-8", "fid"]
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_writes_every_result(tmp_path: Path) -> None:
+    out = tmp_path / "check"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(out), "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=960,
+    )
+    summary = (out / "summary.md").read_text()
+    assert run.returncode == 0, summary + run.stderr[-2000:]
+    for stage in STAGES:
+        assert f"- {stage}: exit 0 in " in summary, summary
+    assert "every stage passed" in summary and "jitlib doctor:" in (out / "doctor.txt").read_text()
+    # killed with SIGKILL mid-run, resumed from its last checkpoint to the end
+    assert "killed with SIGKILL after" in (out / "train.log").read_text()
+    resumed = json.loads((out / "train.jsonl").read_text().splitlines()[-1])
+    assert 0 < resumed["from_step"] < resumed["to_step"] == 40
+    state = load_checkpoint(out / "train")
+    assert state["step"] == 40 and all(torch.isfinite(v).all() for v in state["model"].values())
+    sample = json.loads((out / "sample.json").read_text())
+    assert sample["finite"] and sample["images"] == 8 and (out / "sample" / "samples.png").stat().st_size > 0
+    rows = [line for line in (out / "bench.md").read_text().splitlines() if line.startswith("| JiT-")]
+    assert [r.split(" | ")[0] for r in rows] == ["| JiT-tiny/4", "| JiT-tiny/8"]
+    assert all(float(r.split(" | ")[5]) > 0 and float(r.split(" | ")[8].rstrip(" |")) > 0 for r in rows)
+    scores = json.loads((out / "fid" / "fid.json").read_text())
+    assert scores["num_fake"] == scores["num_real"] == 16 and scores["fid"] > 0
+
+
+def test_a_failing_stage_is_recorded_and_the_others_still_run(tmp_path: Path) -> None:
+    """A broken interpreter fails every Python stage; the script still writes its summary and exits 1."""
+    out = tmp_path / "check"
+    env = {**os.environ, "JITLIB_PYTHON": "false"}  # `false` exits 1 at once: each stage fails fast
+    run = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(out), "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    summary = (out / "summary.md").read_text()
+    assert run.returncode == 1
+    for stage in STAGES:
+        assert f"- {stage}: exit 1 in " in summary, summary
+    assert "some stage failed" in summary
