@@ -208,3 +208,18 @@ def test_stored_table4_chain_is_consistent():
         config = get_config(chain["model"], in_channels=1, **chain["width"], **runs[0]["arch"])
         with torch.device("meta"):
             assert count_params(JiT(config)) == entry["params"]
+
+
+def test_stored_attention_numerics_states_its_setting():
+    """data/results/attention_numerics.json: JiT-B/16 under bf16 autocast; the two attentions differ, boundedly."""
+    import json
+    from pathlib import Path
+
+    record = json.loads(
+        (Path(__file__).parents[1] / "data" / "results" / "attention_numerics.json").read_text()
+    )
+    assert record["model"] == "JiT-B/16" and record["sample_steps"] >= 1 and record["images"] >= 1
+    for entry in record["forward"].values():
+        gap = entry["bf16_sdpa_vs_fp32_logits"]
+        assert 0 < gap["mean"] <= gap["max"] < 0.1 * entry["output_abs_mean"] * 10
+    assert 0 < record["sample"]["mean"] <= record["sample"]["max"]
