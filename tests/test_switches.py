@@ -221,5 +221,5 @@ def test_stored_attention_numerics_states_its_setting():
     assert record["model"] == "JiT-B/16" and record["sample_steps"] >= 1 and record["images"] >= 1
     for entry in record["forward"].values():
         gap = entry["bf16_sdpa_vs_fp32_logits"]
-        assert 0 < gap["mean"] <= gap["max"] < 0.1 * entry["output_abs_mean"] * 10
+        assert 0 < gap["mean"] <= gap["max"] < 0.05  # bf16 rounding scale, not a broken network
     assert 0 < record["sample"]["mean"] <= record["sample"]["max"]
