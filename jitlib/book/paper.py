@@ -204,13 +204,15 @@ _CLAIM_MODEL_FIRST = re.compile(
 )
 _FID = re.compile(rf"\bFID(?:-50K)?(?: of| =| ≈| is| from)?\s+{_NUM}")
 _NOT_PAPER = re.compile(r"proxy|reproduc|\bgot\b|user|reran|I#\d|JiT#\d|ours|jitlib", re.IGNORECASE)
+_CLAIMS_PAPER = re.compile(r"paper|Li (?:and|&) He|\bTab(?:le|\.) ?\d|\bFig(?:ure|\.) ?\d", re.IGNORECASE)
 
 
 def check_text(text: str) -> list[str]:
     """Statements in ``text`` that quote the paper with a number it does not report (empty when all agree).
 
     Checked: "<FID> for <model> after <N> epochs" (and model-first variants) against that setting's figures, and every
-    "FID <number>" in a sentence that is not about a reproduction or our own measurement against all paper figures.
+    "FID <number>" in a sentence that credits the paper (names it, its tables or figures) and is not about a
+    reproduction or our own measurement, against all paper figures.
     """
     problems = []
     for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z(])|\n", text):
@@ -228,7 +230,7 @@ def check_text(text: str) -> list[str]:
                 problems.append(
                     f"{number} is not the paper's FID of {model} at {epochs} epochs: {sentence.strip()!r}"
                 )
-        if _NOT_PAPER.search(sentence):
+        if _NOT_PAPER.search(sentence) or not _CLAIMS_PAPER.search(sentence):
             continue
         for number in _FID.findall(sentence):
             if not _matches(number, figures() | reported()):
