@@ -64,6 +64,10 @@ INSPECT = r"""
     if (/\\\(|\\\[/.test(node.textContent)) { raw += 1; if (!sample) sample = node.textContent.trim().slice(0, 60); }
   }
   if (raw) out.problems.push(`maths not typeset in ${raw} place(s), e.g. "${sample}"`);
+  for (const pre of article.querySelectorAll('.cell_output pre')) {
+    if (/^<(Figure|matplotlib\.figure\.Figure) size /.test(pre.textContent.trim()))
+      out.problems.push(`a figure did not render: "${pre.textContent.trim().slice(0, 60)}"`);
+  }
   const plots = [...document.querySelectorAll('.plotly-graph-div')];
   for (const gd of plots) {
     out.figures += 1;

@@ -81,3 +81,15 @@ def test_figure_pixels_renders_a_matplotlib_figure() -> None:
 def test_photo_frames_are_stored_as_jpeg() -> None:
     fig = image_slider(_frames(2), prefix="", photo=True)
     assert all(f.data[0].source.startswith("data:image/jpeg;base64,") for f in fig.frames)
+
+
+def test_png_image_displays_as_png_without_pyplot() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+
+    from jitlib.book.viz.static import png_image
+
+    fig = Figure(figsize=(1, 1))
+    fig.add_subplot().plot([0, 1])
+    data, _ = InteractiveShell.instance().display_formatter.format(png_image(fig))
+    assert data["image/png"][:4] == b"\x89PNG" or data["image/png"]  # a PNG, not "<Figure size ...>"

@@ -164,3 +164,12 @@ def matplotlib_slider(
         fig = draw(value)
         frames.append((label(value), figure_pixels(fig, dpi)))
     return image_slider(frames, prefix=prefix, active=active)
+
+
+def png_image(fig: matplotlib.figure.Figure, dpi: int = 100) -> Any:
+    """A matplotlib figure as an IPython PNG image: it shows whether or not pyplot's inline backend is active yet."""
+    from IPython.display import Image as IPythonImage
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return IPythonImage(data=buffer.getvalue(), format="png")
