@@ -3,7 +3,7 @@
 ``load(source)`` reads any of the five places a model can be — an artifact folder (below), a training run folder, a
 training checkpoint file, the name of a shipped asset (``"digits-small"``) or an official JiT ``.pth`` — into an
 :class:`Artifact`; ``artifact.pipeline(ema, device)`` is the network ready to sample with the noise scale, target,
-``t_eps`` and sampler defaults stored with it; ``artifact.save_pretrained(folder)`` writes the folder format:
+``t_eps`` and sampler defaults stored with it; ``artifact.save_pretrained(folder)`` writes the folder format::
 
     config.json    the :class:`ModelCard`: format_version, architecture (JiTConfig, patch size an integer field),
                    diffusion recipe (target, loss space, time distribution, t_eps, noise scale), sampler defaults

@@ -173,7 +173,7 @@ def crop_box(rng: np.random.Generator, width: int, height: int) -> tuple[float, 
 
 
 class PhotoCrops(Dataset):
-    """``num_images`` random crops of one split's photos at ``image_size``², item i a function of (seed, split, i).
+    """``num_images`` random crops of one split's photos, ``image_size`` px square, item i a function of (seed, split, i).
 
     Labels are the source photo's index in the split (``labels="photo"``) or its category (``"category"``); a
     class-conditional run learns per-photo or per-category generation, an unconditional one ignores them. ``flip``
