@@ -148,3 +148,27 @@ def test_sample_command_writes_grid_and_npz(run: Path, tmp_path: Path) -> None:
     with np.load(tmp_path / "s.npz") as z:
         assert z["arr_1"].tolist() == [1, 2, 3]
     assert len(list((tmp_path / "pngs").glob("*.png"))) == 3
+
+
+def test_sampling_warns_once_in_one_line_when_the_noise_scale_breaks_the_resolution_rule() -> None:
+    """At 256 px the paper's rule is s = 256/256 = 1; a model carrying s = 0.25 warns at sample time, s = 1 does not."""
+    from dataclasses import replace
+
+    from jitlib.diffusion.interpolation import NoiseScaleWarning
+    from jitlib.evaluation.generate import Pipeline
+    from jitlib.nn.model import JiT
+    from jitlib.nn.registry import get_config
+    from jitlib.training.config import DiffusionConfig
+
+    torch.manual_seed(0)
+    net = JiT(replace(get_config("JiT-tiny/32"), input_size=256, num_classes=0)).eval()
+    labels = torch.zeros(1, dtype=torch.long)
+    with pytest.warns(NoiseScaleWarning) as record:
+        generate(Pipeline(net, DiffusionConfig(noise_scale=0.25)), labels, steps=1, method="euler")
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    assert "noise_scale=0.25" in str(record[0].message) and "256" in str(record[0].message)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoiseScaleWarning)
+        generate(Pipeline(net, DiffusionConfig(noise_scale=1.0)), labels, steps=1, method="euler")

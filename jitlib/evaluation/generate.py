@@ -25,7 +25,7 @@ from torch import Tensor
 
 from jitlib.device import autocast_dtype
 from jitlib.diffusion.denoiser import Denoiser
-from jitlib.diffusion.interpolation import default_noise_scale
+from jitlib.diffusion.interpolation import default_noise_scale, warn_noise_scale
 from jitlib.diffusion.sampling import sample
 from jitlib.nn.model import JiT
 from jitlib.training.config import DiffusionConfig, SampleConfig
@@ -134,6 +134,7 @@ def iter_batches(
 ) -> Iterator[Tensor]:
     """Images x ∈ [−1, 1] (B, C, H, W) of ``labels`` batch by batch; image i uses noise (seed, start + i)."""
     device = next(pipe.net.parameters()).device
+    warn_noise_scale(pipe.noise_scale, pipe.net.config.input_size, where="sample")
     denoiser = pipe.denoiser()
     conditional = pipe.num_classes > 0
     dtype = autocast_dtype(device)
