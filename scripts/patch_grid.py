@@ -44,7 +44,7 @@ from jitlib.artifact import load
 from jitlib.diffusion.targets import TARGETS
 from jitlib.evaluation.generate import class_labels, generate
 from jitlib.evaluation.metrics import PROXY_VERSION, ProxyClassifier, proxy_classifier
-from jitlib.training.config import Config, DataConfig, load_config
+from jitlib.training.config import Config, DataConfig, load_config, runs_the_same
 from jitlib.training.data import digits, unit_to_uint8
 from jitlib.training.trainer import Trainer
 
@@ -261,7 +261,7 @@ def validate_grid(grid: dict[str, Any]) -> None:
         raise ValueError(f"grid keys {sorted(grid)} differ from {sorted(GRID_KEYS)}")
     if grid["recipe"] != RECIPE:
         raise ValueError(f"grid recipe {grid['recipe']} differs from the script's {RECIPE}; rerun it")
-    if grid["preset_config"] != load_config(PRESET).to_dict():
+    if not runs_the_same(grid["preset_config"], load_config(PRESET), "cpu"):
         raise ValueError(
             f"the preset {PRESET!r} has changed since the grid was made; rerun scripts/patch_grid.py"
         )

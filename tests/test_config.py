@@ -154,3 +154,16 @@ def test_yaml_that_is_not_a_mapping_is_one_line(tmp_path) -> None:
         assert "\n" not in str(err.value) and "not a mapping of sections" in str(err.value)
     with pytest.raises(ValueError, match="train.device='tpu' is not a device"):
         load_config("smoke-digits", ["train.device=tpu"])
+
+
+def test_runs_the_same_fills_new_fields_and_resolves_compile_but_sees_real_changes() -> None:
+    from jitlib.training.config import runs_the_same
+
+    current = load_config("tiny-digits")
+    stored = current.to_dict()
+    del stored["diffusion"]["precond"]  # a field added later: its default keeps the old behaviour
+    stored["train"]["compile"] = False  # what "auto" resolves to on a CPU
+    assert runs_the_same(stored, current, "cpu")
+    assert not runs_the_same(stored, current, "cuda")  # "auto" compiles there
+    stored["optim"]["lr"] = 2 * current.optim.lr
+    assert not runs_the_same(stored, current, "cpu")

@@ -307,6 +307,20 @@ def from_dict(values: dict[str, Any]) -> Config:
     return config
 
 
+def runs_the_same(stored: dict[str, Any], current: Config, device: str) -> bool:
+    """Whether a config recorded by an older jitlib (``stored``) trains the same as ``current`` on ``device``.
+
+    Fields added since take their defaults, which reproduce the old behaviour (pre-conditioner none, no auxiliary
+    loss), and ``train.compile`` is compared as it resolves on ``device`` (``"auto"`` is eager off CUDA).
+    """
+    from jitlib.training.compiling import resolve_compile
+
+    old, new = from_dict(stored).to_dict(), current.to_dict()
+    for config in (old, new):
+        config["train"]["compile"] = resolve_compile(config["train"]["compile"], device)
+    return old == new
+
+
 def list_presets() -> list[str]:
     """Names of the presets shipped in ``jitlib/presets`` (use them as ``jitlib train NAME``)."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
