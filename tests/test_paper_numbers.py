@@ -17,8 +17,6 @@ from jitlib.book import paper
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
-# Chapters whose owners have not moved their quotes to jitlib.book.paper yet are listed here with the reason.
-NOT_YET = {"07_training.ipynb": "chapter 7 keeps its Tab. 3 in the page (owned by the paper-fidelity work)"}
 
 
 def test_the_checker_catches_a_wrong_attribution() -> None:
@@ -49,8 +47,6 @@ def _fid_literals(source: str) -> list[str]:
 
 @pytest.mark.parametrize("notebook", sorted((ROOT / "book").glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebooks_read_the_paper_figures_from_one_table(notebook: Path) -> None:
-    if notebook.name in NOT_YET:
-        pytest.skip(NOT_YET[notebook.name])
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     found = [n for c in cells for n in _fid_literals("".join(c["source"]))]
     assert not found, f"{notebook.name} types the paper's figures {found}: read them from jitlib.book.paper"
