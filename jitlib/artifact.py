@@ -379,7 +379,7 @@ def _from_official(path: Path) -> Artifact:
     sampler = SampleConfig(
         method=run.get("sampling_method", "heun"),
         steps=run.get("num_sampling_steps", 50),
-        cfg=float(run.get("cfg", 1.0)),
+        cfg_scale=float(run.get("cfg_scale", 1.0)),
         cfg_interval=(float(run.get("interval_min", 0.0)), float(run.get("interval_max", 1.0))),
     )
     card = ModelCard(
@@ -472,7 +472,7 @@ RECIPES: dict[str, Recipe] = {
                 "log_every": 10,
                 "progress": False,
             },
-            "sample": {"method": "heun", "steps": 50, "cfg": 2.0, "cfg_interval": [0.1, 1.0]},
+            "sample": {"method": "heun", "steps": 50, "cfg_scale": 2.0, "cfg_interval": [0.1, 1.0]},
         },
         keep=(RAW, "0.995", "0.998"),
     ),

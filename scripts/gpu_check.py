@@ -105,16 +105,16 @@ def cmd_sample(args: argparse.Namespace) -> None:
     pipe, run = pipeline(args)
     labels = class_labels(CLASSES, args.num)
     generate(
-        pipe, labels[: args.batch], cfg=3.0, steps=args.sample_steps, batch_size=args.batch
+        pipe, labels[: args.batch], cfg_scale=3.0, steps=args.sample_steps, batch_size=args.batch
     )  # compile, warm
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
-    images = generate(pipe, labels, cfg=3.0, steps=args.sample_steps, batch_size=args.batch)
+    images = generate(pipe, labels, cfg_scale=3.0, steps=args.sample_steps, batch_size=args.batch)
     seconds = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
     save_grid(images, args.out / "samples.png")
-    row = {"images": len(images), "steps": args.sample_steps, "cfg": 3.0, "seconds": round(seconds, 2)}
+    row = {"images": len(images), "steps": args.sample_steps, "cfg_scale": 3.0, "seconds": round(seconds, 2)}
     row["images_per_s"] = round(len(images) / seconds, 2)
     row["finite"] = bool(torch.isfinite(images).all())
     print(json.dumps(row))
@@ -132,7 +132,7 @@ def cmd_fid(args: argparse.Namespace) -> None:
     device = str(run.device)
     start = time.perf_counter()
     fake = generate(
-        pipe, class_labels(CLASSES, args.num), cfg=3.0, steps=args.sample_steps, batch_size=args.batch
+        pipe, class_labels(CLASSES, args.num), cfg_scale=3.0, steps=args.sample_steps, batch_size=args.batch
     )
     real = synthetic_images(args.num, run.config.data.image_size, seed=1).images
     scores = fid.score_features(

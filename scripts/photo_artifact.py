@@ -50,7 +50,7 @@ def main() -> None:
         ),
         "source": f"data/results/photo_grid.json, run main/x/seed {best['seed']} (lowest FID of {len(candidates)})",
     }
-    sampler = replace(model.card.sampler, steps=recipe["sample_steps"], method="heun", cfg=1.0)
+    sampler = replace(model.card.sampler, steps=recipe["sample_steps"], method="heun", cfg_scale=1.0)
     provenance = replace(model.card.provenance, measured=measured, command="python scripts/photo_artifact.py")
     model.card = replace(model.card, sampler=sampler, provenance=provenance, default_ema=recipe["ema"])
     folder = model.save_pretrained(args.out, variants=[recipe["ema"]], dtype="float32")

@@ -101,7 +101,7 @@ def rows_for(
         denoiser = mod("jitlib.diffusion.denoiser").Denoiser(net)
         run = mod("jitlib.diffusion.sampling").sample
         samplers[side] = lambda run=run, d=denoiser: run(
-            d, noise, steps=50, method="heun", labels=y, null_label=10, cfg=3.0, cfg_interval=(0.1, 1.0)
+            d, noise, steps=50, method="heun", labels=y, null_label=10, cfg_scale=3.0, cfg_interval=(0.1, 1.0)
         )
     with torch.no_grad():
         a, b = samplers["base"](), samplers["new"]()

@@ -179,7 +179,7 @@ def main() -> int:
         "seeds": args.seeds,
         "samples": args.samples,
         "sample_steps": args.sample_steps,
-        "cfg": base.sample.cfg,
+        "cfg_scale": base.sample.cfg_scale,
         "cfg_interval": [0.0, 1.0],
         "weights": "raw (no EMA)",
         "real_fd": proxy.real_fd(args.samples),

@@ -150,7 +150,7 @@ def test_official_checkpoint_carries_its_recipe(tmp_path: Path) -> None:
         P_std=1.0,
         sampling_method="euler",
         num_sampling_steps=20,
-        cfg=2.9,
+        cfg_scale=2.9,
         interval_min=0.1,
         interval_max=1.0,
     )
@@ -161,7 +161,7 @@ def test_official_checkpoint_carries_its_recipe(tmp_path: Path) -> None:
     artifact = load(tmp_path / "o.pth")
     card = artifact.card
     assert (card.diffusion.noise_scale, card.diffusion.t_eps, card.diffusion.t_mu) == (2.0, 0.1, -0.4)
-    assert (card.sampler.method, card.sampler.steps, card.sampler.cfg, card.sampler.cfg_interval) == (
+    assert (card.sampler.method, card.sampler.steps, card.sampler.cfg_scale, card.sampler.cfg_interval) == (
         "euler",
         20,
         2.9,

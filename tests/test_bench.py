@@ -107,7 +107,7 @@ def test_sampling_counts_the_forwards_it_runs(tmp_path: Path) -> None:
     net = tiny_trainer(tmp_path).net
     modes: list[bool] = []
     net.register_forward_pre_hook(lambda module, args: modes.append(module.training))
-    row = bench_sampling(net, 2, Precision(None, "cpu"), None, steps=10, cfg=3.0)
+    row = bench_sampling(net, 2, Precision(None, "cpu"), None, steps=10, cfg_scale=3.0)
     assert modes and not any(modes) and net.training  # sampled in eval mode (no dropout), then restored
     evaluations, guided = guided_evaluations(10, (0.1, 1.0))
     assert row["forwards_per_image"] == evaluations + guided  # one pass outside the interval, two inside
@@ -121,8 +121,8 @@ def test_an_unconditional_model_samples_without_guidance(tmp_path: Path) -> None
     )
     net = build_trainer(config, 4).net
     assert net.config.num_classes == 0
-    row = bench_sampling(net, 2, Precision(None, "cpu"), None, steps=10, cfg=3.0)
-    assert row["cfg"] == 1.0 and row["forwards_per_image"] == row["official_forwards_per_image"] == 19
+    row = bench_sampling(net, 2, Precision(None, "cpu"), None, steps=10, cfg_scale=3.0)
+    assert row["cfg_scale"] == 1.0 and row["forwards_per_image"] == row["official_forwards_per_image"] == 19
 
 
 def test_bench_options_are_checked() -> None:

@@ -162,7 +162,8 @@ def test_network_passes_follow_the_sampler(steps, method, interval):
     evaluations, guided = _guided_evaluations(steps, *interval, method)
     assert budget.network_passes_per_image(steps, method) == evaluations
     assert (
-        budget.network_passes_per_image(steps, method, cfg=2.0, cfg_interval=interval) == evaluations + guided
+        budget.network_passes_per_image(steps, method, cfg_scale=2.0, cfg_interval=interval)
+        == evaluations + guided
     )
     cfg = get_config("JiT-B/16")
     assert (
@@ -173,7 +174,7 @@ def test_network_passes_follow_the_sampler(steps, method, interval):
 
 def test_the_paper_sampler_costs_99_evaluations_and_the_official_198_passes_bound_it():
     assert budget.network_passes_per_image() == 99  # 49 Heun steps × 2 + a final Euler step
-    guided = budget.network_passes_per_image(cfg=2.9)
+    guided = budget.network_passes_per_image(cfg_scale=2.9)
     assert (
         99 < guided < 2 * 99
     )  # jitlib skips the unconditional pass outside the interval; the official code does not

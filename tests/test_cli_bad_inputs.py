@@ -96,7 +96,7 @@ def cases(w: Path) -> list[tuple[str, list[str], str]]:
             [*train, "diffusion.pred=z"],
             "diffusion.pred: expected one of 'x', 'eps', 'v'",
         ),
-        ("train: negative CFG", [*train, "sample.cfg=-1"], "sample.cfg=-1.0 must be >= 0"),
+        ("train: negative CFG", [*train, "sample.cfg_scale=-1"], "sample.cfg_scale=-1.0 must be >= 0"),
         (
             "train: betas length",
             [*train, "optim.betas=[0.9]"],
@@ -163,7 +163,7 @@ def cases(w: Path) -> list[tuple[str, list[str], str]]:
         ),
         ("sample: zero steps", ["sample", run, *out, "--steps", "0"], "--steps=0 must be > 0"),
         ("sample: negative num", ["sample", run, *out, "--num", "-3"], "--num=-3 must be > 0"),
-        ("sample: negative CFG", ["sample", run, *out, "--cfg", "-1"], "--cfg=-1.0 must be >= 0"),
+        ("sample: negative CFG", ["sample", run, *out, "--cfg-scale", "-1"], "--cfg-scale=-1.0 must be >= 0"),
         (
             "sample: reversed interval",
             ["sample", run, *out, "--interval", "0.5", "0.2"],

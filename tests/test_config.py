@@ -54,7 +54,7 @@ def test_paper_presets_follow_table_9(preset: str) -> None:
         tuple(c.optim.betas) == (0.9, 0.95) and c.optim.weight_decay == 0 and c.optim.schedule == "constant"
     )
     assert c.optim.warmup_epochs == 5 and sorted(c.train.ema_decays) == [0.9996, 0.9998, 0.9999]
-    assert (c.sample.method, c.sample.steps, tuple(c.sample.cfg_interval), c.sample.cfg) == (
+    assert (c.sample.method, c.sample.steps, tuple(c.sample.cfg_interval), c.sample.cfg_scale) == (
         "heun",
         50,
         (0.1, 1.0),
@@ -136,7 +136,7 @@ def test_coerce_and_parse_helpers() -> None:
 def test_resume_compatibility_names_the_difference() -> None:
     saved = load_config("tiny-digits").to_dict()
     ok = load_config(
-        "tiny-digits", ["train.steps=5000", "train.output_dir=elsewhere", "sample.cfg=4"]
+        "tiny-digits", ["train.steps=5000", "train.output_dir=elsewhere", "sample.cfg_scale=4"]
     ).to_dict()
     check_same_run(saved, ok)  # length, folder and sampler may change
     other = load_config("tiny-digits", ["model.arch.depth=2", "optim.lr=0.1"]).to_dict()

@@ -133,7 +133,7 @@ def test_sample_command_writes_grid_and_npz(run: Path, tmp_path: Path) -> None:
             "1",
             "2",
             "3",
-            "--cfg",
+            "--cfg-scale",
             "2",
             "--grid",
             str(tmp_path / "g.png"),

@@ -72,7 +72,7 @@ def _run(method, interval, steps, old_rule=False):
         method=method,
         labels=labels,
         null_label=gm.null_label,
-        cfg=CFG,
+        cfg_scale=CFG,
         cfg_interval=interval,
         return_trajectory=True,
     ).z

@@ -141,12 +141,12 @@ def test_sweep_scores_every_ema_and_cfg_pair(digits16, tmp_path: Path) -> None:
     )
     Trainer(config).fit()
     rows = metrics.sweep(tmp_path, [1.0, 2.0], ["all", "model"], num_images=20, steps=2, cache=cache)
-    assert [(r["ema"], r["cfg"]) for r in rows] == [
+    assert [(r["ema"], r["cfg_scale"]) for r in rows] == [
         (e, c) for e in ("0.9", "0.99", "model") for c in (1.0, 2.0)
     ]
     assert all(r["fd"] > 0 and 0 <= r["accuracy"] <= 1 for r in rows)
     table = metrics.format_table(rows).splitlines()
-    assert len(table) == 7 and table[0].split() == ["ema", "cfg", "fd", "accuracy", "real_fd"]
+    assert len(table) == 7 and table[0].split() == ["ema", "cfg_scale", "fd", "accuracy", "real_fd"]
     assert sum(line.endswith("*") for line in table) == 1
     with pytest.raises(ValueError, match="needs reference statistics"):
         metrics.sweep(tmp_path, [1.0], ["all"], metric="fid")

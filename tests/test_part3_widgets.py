@@ -54,7 +54,7 @@ def expected_evaluations(settings: SamplerSettings) -> int:
     """Evaluations per image: Heun evaluates at t_i (i < N) and, as corrector, at t_{i+1} (i < N − 1); CFG doubles."""
     grid = linear_grid(settings.steps)
     times = grid[:-1] + (grid[1:-1] if settings.method == "heun" else [])
-    guided = settings.cfg != 1
+    guided = settings.cfg_scale != 1
     return sum(2 if guided and guidance_active(t, settings.cfg_interval) else 1 for t in times)
 
 
@@ -73,8 +73,8 @@ def test_counting_denoiser_counts_cfg_passes_twice(setup) -> None:
     denoiser, noise, labels = setup
     for settings in (
         SamplerSettings(steps=5),
-        SamplerSettings(steps=5, cfg=3.0, cfg_interval=(0.0, 1.0)),
-        SamplerSettings(steps=6, method="euler", cfg=2.0, cfg_interval=(0.5, 1.0)),
+        SamplerSettings(steps=5, cfg_scale=3.0, cfg_interval=(0.0, 1.0)),
+        SamplerSettings(steps=6, method="euler", cfg_scale=2.0, cfg_interval=(0.5, 1.0)),
     ):
         counter = CountingDenoiser(denoiser)
         sample(
@@ -84,7 +84,7 @@ def test_counting_denoiser_counts_cfg_passes_twice(setup) -> None:
             method=settings.method,
             labels=labels,
             null_label=NULL,
-            cfg=settings.cfg,
+            cfg_scale=settings.cfg_scale,
             cfg_interval=settings.cfg_interval,
         )
         assert counter.rows == expected_evaluations(settings) * len(noise)
@@ -124,7 +124,7 @@ def test_explorer_resamples_when_each_control_moves(setup) -> None:
     settings = explorer.settings()
     assert settings == SamplerSettings(8, "heun", 3.0, (0.5, 1.0))
     want = sample(
-        denoiser, noise, steps=8, labels=labels, cfg=3.0, cfg_interval=(0.5, 1.0), null_label=NULL
+        denoiser, noise, steps=8, labels=labels, cfg_scale=3.0, cfg_interval=(0.5, 1.0), null_label=NULL
     ).clamp(-1, 1)
     torch.testing.assert_close(explorer.view().images, want)
     assert f"<b>{expected_evaluations(settings)}</b>" in explorer.readout.value
@@ -138,7 +138,11 @@ def test_cfg_outside_interval_equals_no_guidance(setup) -> None:
     denoiser, noise, labels = setup
     plain = sampling_view(denoiser, noise, labels, SamplerSettings(steps=5))
     never = sampling_view(
-        denoiser, noise, labels, SamplerSettings(steps=5, cfg=4.0, cfg_interval=(1.0, 1.0)), null_label=NULL
+        denoiser,
+        noise,
+        labels,
+        SamplerSettings(steps=5, cfg_scale=4.0, cfg_interval=(1.0, 1.0)),
+        null_label=NULL,
     )
     torch.testing.assert_close(never.images, plain.images)
     assert never.evaluations == plain.evaluations == 9
@@ -146,7 +150,7 @@ def test_cfg_outside_interval_equals_no_guidance(setup) -> None:
 
 def test_static_twin_has_one_row_per_setting(setup) -> None:
     denoiser, noise, labels = setup
-    settings = [SamplerSettings(steps=2), SamplerSettings(steps=3, cfg=2.0)]
+    settings = [SamplerSettings(steps=2), SamplerSettings(steps=3, cfg_scale=2.0)]
     fig = sampling_grid_figure(
         denoiser, noise, labels, settings, classifier=LabelClassifier(), null_label=NULL
     )

@@ -58,7 +58,7 @@ def test_stored_grid_is_package_data_in_the_scripts_current_format(script, grid)
     with pytest.raises(ValueError, match="cells"):
         script.validate_grid(broken)
     broken = copy.deepcopy(grid)
-    broken["preset_config"]["sample"]["cfg"] += 1
+    broken["preset_config"]["sample"]["cfg_scale"] += 1
     with pytest.raises(ValueError, match="preset"):
         script.validate_grid(broken)
     broken = copy.deepcopy(grid)

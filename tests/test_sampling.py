@@ -118,7 +118,7 @@ def test_cfg_uses_one_batched_forward_per_evaluation(method, evaluations):
     gm = _mixture()
     den = CountingDenoiser(gm.denoiser())
     labels = torch.tensor([0, 1, 1, 0])
-    sample(den, _noise(4), steps=10, method=method, labels=labels, cfg=3.0, cfg_interval=(0.1, 1.0))
+    sample(den, _noise(4), steps=10, method=method, labels=labels, cfg_scale=3.0, cfg_interval=(0.1, 1.0))
     assert len(den.calls) == evaluations
     for t, batch, y in den.calls:
         if guidance_active(t, (0.1, 1.0)):
@@ -135,10 +135,10 @@ def test_cfg_scale_one_equals_no_guidance():
     plain = sample(den, noise, steps=12, labels=labels)
     assert all(batch == 64 for _, batch, _ in den.calls)  # ω = 1: no unconditional pass at all
     through_cfg = sample(
-        gm.denoiser(), noise, steps=12, labels=labels, cfg=1.0 + 1e-12, cfg_interval=(0.0, 1.0)
+        gm.denoiser(), noise, steps=12, labels=labels, cfg_scale=1.0 + 1e-12, cfg_interval=(0.0, 1.0)
     )
     torch.testing.assert_close(through_cfg, plain, rtol=0, atol=1e-9)
-    guided = sample(gm.denoiser(), noise, steps=12, labels=labels, cfg=3.0, cfg_interval=(0.0, 1.0))
+    guided = sample(gm.denoiser(), noise, steps=12, labels=labels, cfg_scale=3.0, cfg_interval=(0.0, 1.0))
     assert (guided - plain).abs().max() > 1e-2
 
 
@@ -148,7 +148,7 @@ def test_guidance_is_off_outside_its_interval():
     kwargs = {"steps": 20, "labels": labels, "return_trajectory": True}
     interval = (0.5, 0.75)
     plain = sample(gm.denoiser(), noise, **kwargs)
-    guided = sample(gm.denoiser(), noise, cfg=4.0, cfg_interval=interval, **kwargs)
+    guided = sample(gm.denoiser(), noise, cfg_scale=4.0, cfg_interval=interval, **kwargs)
     for t, z_plain, z_guided, x_guided in zip(
         plain.ts.tolist(), plain.z, guided.z, guided.x_hat, strict=False
     ):
@@ -157,7 +157,7 @@ def test_guidance_is_off_outside_its_interval():
         tb = torch.full((32,), t, dtype=noise.dtype)
         unguided_x = gm.denoiser()(z_guided, tb, labels).x  # what x̂ would be without guidance at this point
         assert torch.equal(x_guided, unguided_x) != guidance_active(t, interval)
-    empty = sample(gm.denoiser(), noise, steps=20, labels=labels, cfg=4.0, cfg_interval=(1.0, 1.0))
+    empty = sample(gm.denoiser(), noise, steps=20, labels=labels, cfg_scale=4.0, cfg_interval=(1.0, 1.0))
     assert torch.equal(empty, plain.final)
 
 
@@ -178,7 +178,7 @@ def test_guidance_pushes_samples_toward_their_class():
     noise, labels = _noise(256, seed=5), torch.ones(256, dtype=torch.long)
     far = gm.means[0]  # class 0's only component
     dist = [
-        (sample(gm.denoiser(), noise, steps=20, labels=labels, cfg=w) - far).norm(dim=1).mean().item()
+        (sample(gm.denoiser(), noise, steps=20, labels=labels, cfg_scale=w) - far).norm(dim=1).mean().item()
         for w in (1.0, 3.0)
     ]
     assert dist[1] > dist[0]
@@ -210,8 +210,8 @@ def test_null_label_comes_from_the_network():
 
     den = Denoiser(Net(), "x", t_eps=0.0)
     labels = torch.tensor([0, 1])
-    out = sample(den, _noise(2), steps=4, labels=labels, cfg=2.0)
-    ref = sample(_mixture().denoiser(), _noise(2), steps=4, labels=labels, cfg=2.0)
+    out = sample(den, _noise(2), steps=4, labels=labels, cfg_scale=2.0)
+    ref = sample(_mixture().denoiser(), _noise(2), steps=4, labels=labels, cfg_scale=2.0)
     torch.testing.assert_close(out, ref)
 
 
@@ -221,8 +221,8 @@ def test_null_label_comes_from_the_network():
         ({"steps": 0}, "steps=0 must be an integer ≥ 1"),
         ({"method": "rk4"}, "method='rk4' is not a sampler; valid: heun, euler"),
         ({"last_step": "heun"}, "last_step='heun'"),
-        ({"cfg": 2.0}, "cfg=2.0 needs class labels"),
-        ({"cfg": 2.0, "labels": torch.zeros(4, dtype=torch.long)}, "needs null_label"),
+        ({"cfg_scale": 2.0}, "cfg_scale=2.0 needs class labels"),
+        ({"cfg_scale": 2.0, "labels": torch.zeros(4, dtype=torch.long)}, "needs null_label"),
         ({"labels": torch.zeros(3, dtype=torch.long)}, r"labels has shape \(3,\); expected \(4,\)"),
         ({"cfg_interval": (0.5, 0.2)}, r"cfg_interval=\(0.5, 0.2\)"),
         ({"time_grid": [0.0, 0.5, 0.4, 1.0]}, "strictly increasing"),

@@ -192,14 +192,16 @@ def test_one_batched_cfg_evaluation_equals_two_forwards() -> None:
         assert_close_rel(one_guided_step(denoiser, z, y, 10, 3.0), plain)
 
 
-def reference_heun_two_passes(denoiser: Denoiser, z: Tensor, y: Tensor, steps: int, cfg: float) -> Tensor:
+def reference_heun_two_passes(
+    denoiser: Denoiser, z: Tensor, y: Tensor, steps: int, cfg_scale: float
+) -> Tensor:
     """The official sampler's structure: Heun on t_i = i/steps, Euler last step, CFG by two forwards on (0.1, 1]."""
     null = torch.full_like(y, 10)
 
     def velocity(z: Tensor, t: float) -> Tensor:
         tb = torch.full((z.shape[0],), t)
         if 0.1 < t <= 1.0:
-            return two_pass_cfg(denoiser, z, tb, y, null, cfg)
+            return two_pass_cfg(denoiser, z, tb, y, null, cfg_scale)
         return denoiser(z, tb, y).v
 
     for i in range(steps):
@@ -212,6 +214,6 @@ def reference_heun_two_passes(denoiser: Denoiser, z: Tensor, y: Tensor, steps: i
 def test_sampler_with_batched_cfg_equals_two_forward_heun() -> None:
     denoiser, (z, _, y) = Denoiser(random_net()), inputs()
     with torch.no_grad():
-        fast = sample(denoiser, z, steps=8, labels=y, null_label=10, cfg=3.0)
-        plain = reference_heun_two_passes(denoiser, z, y, steps=8, cfg=3.0)
+        fast = sample(denoiser, z, steps=8, labels=y, null_label=10, cfg_scale=3.0)
+        plain = reference_heun_two_passes(denoiser, z, y, steps=8, cfg_scale=3.0)
     assert_close_rel(fast, plain)

@@ -30,8 +30,8 @@ Score generated images with a real FID (the Inception network in the fid-helper-
   jitlib eval fid samples/ --ref data/imagenet/val --image-size 256       # a folder of PNGs vs. a folder
   jitlib eval ref-stats data/imagenet/train --image-size 256 --out in256.npz  # μ, Σ (and features) of a folder
   jitlib eval fid runs/jit-b16 --ref in256.npz --num 50000                # FID only: an .npz has no features
-  jitlib eval sweep runs/tiny-digits --cfg 1 1.5 2 3 --ema all --num 500  # offline proxy metric (small data sets)
-  jitlib eval sweep runs/jit-b16 --metric fid --ref-stats in256.npz --cfg 2.5 2.9 3.3 --ema all --num 8000
+  jitlib eval sweep runs/tiny-digits --cfg-scale 1 1.5 2 3 --ema all --num 500  # offline proxy metric (small data sets)
+  jitlib eval sweep runs/jit-b16 --metric fid --ref-stats in256.npz --cfg-scale 2.5 2.9 3.3 --ema all --num 8000
 
 fid prints FID, KID ± its std over subsets, precision and recall (k-NN, k = 3). Real features are cached under
 $JITLIB_CACHE/fid keyed by their pixels. Inception Score is not available offline (no classifier head).
@@ -95,7 +95,7 @@ def run_fid(args: argparse.Namespace) -> dict[str, float]:
             args.num,
             seed=args.seed,
             steps=args.steps,
-            cfg=args.cfg,
+            cfg_scale=args.cfg_scale,
             batch_size=args.batch_size,
             device=args.device,
         )
@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.eval_command == "sweep":
         rows = sweep(
             args.source,
-            args.cfg,
+            args.cfg_scale,
             args.ema,
             num_images=args.num,
             metric=args.metric,
@@ -178,7 +178,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     )
     f.add_argument("--ema", help="EMA decay or 'model' (default: the model's)")
     f.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
-    f.add_argument("--cfg", type=float, help="guidance scale (default: the model's)")
+    f.add_argument("--cfg-scale", "--cfg", type=float, help="guidance scale (default: the model's)")
     f.add_argument("--seed", type=int, default=0, help="noise seed")
     f.add_argument("--batch-size", type=int, default=50, help="images generated and scored at once")
     f.add_argument("--k", type=int, default=3, help="neighbours for precision/recall")
@@ -192,7 +192,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     r.add_argument("--limit", type=int, help="use only the first N images (sorted by path)")
     s = sub.add_parser("sweep", help="score a checkpoint over CFG scales × EMA decays and print a table")
     s.add_argument("source", help="run folder or checkpoint file")
-    s.add_argument("--cfg", type=float, nargs="+", default=[1.0], help="CFG scales to try")
+    s.add_argument("--cfg-scale", "--cfg", type=float, nargs="+", default=[1.0], help="CFG scales to try")
     s.add_argument("--ema", nargs="+", default=["all"], help="EMA decays to try, 'all', or 'model'")
     s.add_argument("--num", type=int, default=1000, help="images per (EMA, CFG) pair, classes cycling")
     s.add_argument(

@@ -19,8 +19,8 @@ official JiT .pth. The noise scale, target, t_eps and sampler defaults stored wi
 
 examples:
   jitlib sample digits-small --num 20 --grid digits.png      # the shipped model
-  jitlib sample runs/tiny-digits --labels 3 3 3 7 7 7 --cfg 3 --grid threes.png
-  jitlib sample runs/jit-b16 --num 50000 --shards samples/ --ema 0.9996 --cfg 2.9   # rerun to resume
+  jitlib sample runs/tiny-digits --labels 3 3 3 7 7 7 --cfg-scale 3 --grid threes.png
+  jitlib sample runs/jit-b16 --num 50000 --shards samples/ --ema 0.9996 --cfg-scale 2.9   # rerun to resume
   jitlib sample exported/jit-b16/ --labels 207 360 387 --steps 50
 """
 
@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ValueError(f"--{name.replace('_', '-')}={value} must be > 0")
-    if args.cfg is not None and args.cfg < 0:
-        raise ValueError(f"--cfg={args.cfg} must be >= 0 (1 = no guidance)")
+    if args.cfg_scale is not None and args.cfg_scale < 0:
+        raise ValueError(f"--cfg-scale={args.cfg_scale} must be >= 0 (1 = no guidance)")
     if args.interval and not 0 <= args.interval[0] <= args.interval[1] <= 1:
         raise ValueError(
             f"--interval {args.interval[0]} {args.interval[1]} must satisfy 0 <= LOW <= HIGH <= 1"
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         steps=args.steps,
         method=args.method,
-        cfg=args.cfg,
+        cfg_scale=args.cfg_scale,
         cfg_interval=tuple(args.interval) if args.interval else None,
         last_step=args.last_step,
         batch_size=args.batch_size,
@@ -102,7 +102,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--method", choices=("heun", "euler"), help="ODE solver (default: the model's)")
     p.add_argument("--steps", type=int, help="solver steps (default: the model's)")
     p.add_argument(
-        "--cfg", type=float, help="classifier-free guidance scale; 1 = none (default: the model's)"
+        "--cfg-scale",
+        "--cfg",
+        type=float,
+        help="classifier-free guidance scale; 1 = none (default: the model's)",
     )
     p.add_argument(
         "--interval", type=float, nargs=2, metavar=("LOW", "HIGH"), help="guide only for LOW < t < HIGH"

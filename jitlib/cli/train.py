@@ -15,7 +15,7 @@ Train a JiT model from a preset, overriding any key with section.key=value.
 
 examples:
   jitlib train tiny-digits                              # 10-class digits on a CPU, a few minutes
-  jitlib train tiny-digits train.steps=500 sample.cfg=2  # override any key
+  jitlib train tiny-digits train.steps=500 sample.cfg_scale=2  # override any key
   jitlib train jit-b16-256 data.root=/data/imagenet/train   # the paper's JiT-B/16 recipe
   torchrun --nproc_per_node 8 -m jitlib train jit-b16-256 data.root=...
   jitlib train --resume runs/tiny-digits                # continue exactly where it stopped, in that folder

@@ -82,7 +82,7 @@ def sample(
     method: Literal["heun", "euler"] = "heun",
     labels: Tensor | None = None,
     null_label: int | None = None,
-    cfg: float = 1.0,
+    cfg_scale: float = 1.0,
     cfg_interval: tuple[float, float] = (0.1, 1.0),
     time_grid: Sequence[float] | Tensor | None = None,
     last_step: Literal["euler", "x"] = "euler",
@@ -98,7 +98,7 @@ def sample(
         method: "heun" (paper) or "euler".
         labels: class ids (B,) for a conditional model, None for unconditional.
         null_label: the "no class" id for CFG's unconditional pass; default ``denoiser.null_label`` if it has one.
-        cfg: guidance scale ω; 1 means no guidance (and no unconditional pass).
+        cfg_scale: guidance scale ω; 1 means no guidance (and no unconditional pass).
         cfg_interval: (t_lo, t_hi); guidance acts where :func:`guidance_active` says (JiT: (0.1, 1.0)).
         time_grid: increasing times in [0, 1] to integrate on, instead of the linear grid.
         last_step: "euler" (official code) or "x" (return x̂ of the last evaluation: no leftover noise, JiT#59).
@@ -120,13 +120,17 @@ def sample(
     batch = noise.shape[0]
     if labels is not None and tuple(labels.shape) != (batch,):
         raise ValueError(f"labels has shape {tuple(labels.shape)}; expected ({batch},) to match noise")
-    guided = cfg != 1.0
+    guided = cfg_scale != 1.0
     if guided:
         if labels is None:
-            raise ValueError(f"cfg={cfg} needs class labels; pass labels=(B,) or use cfg=1.0")
+            raise ValueError(
+                f"cfg_scale={cfg_scale} needs class labels; pass labels=(B,) or use cfg_scale=1.0"
+            )
         null_label = getattr(denoiser, "null_label", None) if null_label is None else null_label
         if null_label is None:
-            raise ValueError(f"cfg={cfg} needs null_label (the unconditional class id); pass null_label=")
+            raise ValueError(
+                f"cfg_scale={cfg_scale} needs null_label (the unconditional class id); pass null_label="
+            )
         null = torch.full_like(labels, null_label)
     extra = {} if t_eps is None else {"t_eps": t_eps}
 
@@ -139,7 +143,7 @@ def sample(
         both = denoiser(torch.cat([z, z]), torch.cat([tb, tb]), torch.cat([labels, null]), **extra)
         cond = Prediction(both.x[:batch], both.eps[:batch], both.v[:batch])
         uncond = Prediction(both.x[batch:], both.eps[batch:], both.v[batch:])
-        return uncond.lerp(cond, cfg)  # v_u + ω(v_c − v_u)
+        return uncond.lerp(cond, cfg_scale)  # v_u + ω(v_c − v_u)
 
     z = noise
     zs, x_hats = [z], []

@@ -273,7 +273,7 @@ def generated_features(
     *,
     seed: int = 0,
     steps: int | None = None,
-    cfg: float | None = None,
+    cfg_scale: float | None = None,
     batch_size: int = 50,
     device: str = "cpu",
 ) -> np.ndarray:
@@ -284,6 +284,6 @@ def generated_features(
     from jitlib.evaluation.generate import SamplerSettings, class_labels, iter_batches
 
     labels = class_labels(pipe.num_classes, num)
-    settings = SamplerSettings.resolve(pipe, steps, None, cfg, None, None)
+    settings = SamplerSettings.resolve(pipe, steps, None, cfg_scale, None, None)
     batches = iter_batches(pipe, labels, settings, seed=seed, batch_size=batch_size)
     return np.concatenate([inception_features(b, device=device) for b in batches])

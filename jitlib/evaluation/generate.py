@@ -107,7 +107,7 @@ class SamplerSettings:
 
     steps: int
     method: str
-    cfg: float
+    cfg_scale: float
     cfg_interval: tuple[float, float]
     last_step: str
 
@@ -117,13 +117,13 @@ class SamplerSettings:
         pipe: Pipeline,
         steps: int | None = None,
         method: str | None = None,
-        cfg: float | None = None,
+        cfg_scale: float | None = None,
         cfg_interval: tuple[float, float] | None = None,
         last_step: str | None = None,
     ) -> SamplerSettings:
-        """Unset arguments take the pipeline's defaults (Tab. 9: Heun, 50 steps, CFG interval); unconditional: cfg 1."""
+        """Unset arguments take the pipeline's defaults (Tab. 9: Heun, 50 steps, CFG interval); unconditional: cfg_scale 1."""
         d = pipe.defaults
-        guided = (d.cfg if cfg is None else cfg) if pipe.num_classes > 0 else 1.0
+        guided = (d.cfg_scale if cfg_scale is None else cfg_scale) if pipe.num_classes > 0 else 1.0
         interval = tuple(float(v) for v in (cfg_interval or d.cfg_interval))
         return cls(steps or d.steps, method or d.method, float(guided), interval, last_step or d.last_step)
 
@@ -149,7 +149,7 @@ def iter_batches(
                 method=settings.method,
                 labels=y if conditional else None,
                 null_label=pipe.num_classes if conditional else None,
-                cfg=settings.cfg,
+                cfg_scale=settings.cfg_scale,
                 cfg_interval=settings.cfg_interval,
                 last_step=settings.last_step,
             )
@@ -163,7 +163,7 @@ def generate(
     seed: int = 0,
     steps: int | None = None,
     method: str | None = None,
-    cfg: float | None = None,
+    cfg_scale: float | None = None,
     cfg_interval: tuple[float, float] | None = None,
     last_step: str | None = None,
     batch_size: int = 64,
@@ -174,7 +174,7 @@ def generate(
 
     Unset sampler arguments take the pipeline's defaults; ``on_batch(images, labels)`` sees each batch (float, [−1, 1]).
     """
-    settings = SamplerSettings.resolve(pipe, steps, method, cfg, cfg_interval, last_step)
+    settings = SamplerSettings.resolve(pipe, steps, method, cfg_scale, cfg_interval, last_step)
     batches = iter_batches(pipe, labels, settings, seed=seed, batch_size=batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -196,7 +196,7 @@ def generate_shards(
     seed: int = 0,
     steps: int | None = None,
     method: str | None = None,
-    cfg: float | None = None,
+    cfg_scale: float | None = None,
     cfg_interval: tuple[float, float] | None = None,
     last_step: str | None = None,
     batch_size: int = 64,
@@ -215,7 +215,7 @@ def generate_shards(
     if shard_size <= 0 or batch_size <= 0:
         raise ValueError(f"shard_size={shard_size} and batch_size={batch_size} must be > 0")
     out_dir = Path(out_dir)
-    settings = SamplerSettings.resolve(pipe, steps, method, cfg, cfg_interval, last_step)
+    settings = SamplerSettings.resolve(pipe, steps, method, cfg_scale, cfg_interval, last_step)
     manifest = {
         "weights": weights_digest(pipe.net),
         "diffusion": asdict(pipe.diffusion) | {"noise_scale": pipe.noise_scale},

@@ -514,7 +514,7 @@ def fid_is(batches: Iterable[Tensor], ref_stats: str | Path, extractor=None) -> 
 
 def sweep(
     source: str | Path,
-    cfgs: list[float],
+    cfg_scales: list[float],
     emas: list[str],
     *,
     num_images: int = 1000,
@@ -541,7 +541,7 @@ def sweep(
             "metric fid needs reference statistics: --ref-stats FILE (make them with jitlib eval ref-stats)"
         )
     ref_mu, ref_sigma = load_stats(ref_stats) if metric == "fid" else (None, None)
-    if not cfgs or not emas or num_images < 2 or batch_size < 1:
+    if not cfg_scales or not emas or num_images < 2 or batch_size < 1:
         raise ValueError(
             "give at least one CFG scale, one EMA, --num of 2 or more and a positive --batch-size"
         )
@@ -557,9 +557,9 @@ def sweep(
     for ema in emas:
         gen = load(source).pipeline(ema, device)
         labels = class_labels(gen.num_classes, num_images)
-        for cfg in cfgs:
-            images = generate(gen, labels, seed=seed, steps=steps, cfg=cfg, batch_size=batch_size)
-            row: dict[str, float | str] = {"ema": ema, "cfg": cfg}
+        for scale in cfg_scales:
+            images = generate(gen, labels, seed=seed, steps=steps, cfg_scale=scale, batch_size=batch_size)
+            row: dict[str, float | str] = {"ema": ema, "cfg_scale": scale}
             if classifier is not None:
                 score = classifier.score(images, labels if gen.num_classes > 0 else None)
                 row.update(

@@ -375,7 +375,7 @@ def implied_mfu(
 def network_passes_per_image(
     steps: int = 50,
     method: str = "heun",
-    cfg: float = 1.0,
+    cfg_scale: float = 1.0,
     cfg_interval: tuple[float, float] = (0.1, 1.0),
     last_step: str = "euler",
 ) -> int:
@@ -399,7 +399,7 @@ def network_passes_per_image(
         method=method,
         labels=labels,
         null_label=null,
-        cfg=cfg,
+        cfg_scale=cfg_scale,
         cfg_interval=cfg_interval,
         last_step=last_step,
     )

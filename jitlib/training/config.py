@@ -105,7 +105,7 @@ class SampleConfig:
 
     method: Literal["heun", "euler"] = "heun"
     steps: int = 50
-    cfg: float = 1.0
+    cfg_scale: float = 1.0
     cfg_interval: tuple[float, float] = (0.1, 1.0)
     last_step: Literal["euler", "x"] = "euler"
     ema: float | None = None  # EMA decay to sample with; None = the slowest one kept (the official choice)
@@ -430,7 +430,7 @@ def validate(config: Config) -> None:
             s.ema is None or s.ema in t.ema_decays,
             f"sample.ema={s.ema} is not one of train.ema_decays={t.ema_decays}",
         ),
-        (s.cfg >= 0, f"sample.cfg={s.cfg} must be >= 0 (1 = no guidance)"),
+        (s.cfg_scale >= 0, f"sample.cfg_scale={s.cfg_scale} must be >= 0 (1 = no guidance)"),
         (
             0 <= s.cfg_interval[0] <= s.cfg_interval[1] <= 1,
             f"sample.cfg_interval={list(s.cfg_interval)} must be [low, high] with 0 <= low <= high <= 1",

@@ -44,16 +44,16 @@ class CountingDenoiser:
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """One sampler configuration: Heun/Euler with ``steps`` steps, guidance ``cfg`` on (t_lo, t_hi]."""
+    """One sampler configuration: Heun/Euler with ``steps`` steps, guidance ``cfg_scale`` on (t_lo, t_hi]."""
 
     steps: int = 50
     method: str = "heun"
-    cfg: float = 1.0
+    cfg_scale: float = 1.0
     cfg_interval: tuple[float, float] = (0.1, 1.0)
 
     def label(self) -> str:
         lo, hi = self.cfg_interval
-        guide = "no CFG" if self.cfg == 1 else f"CFG {self.cfg:g} on ({lo:g}, {hi:g}]"
+        guide = "no CFG" if self.cfg_scale == 1 else f"CFG {self.cfg_scale:g} on ({lo:g}, {hi:g}]"
         return f"{self.method.capitalize()} {self.steps} steps, {guide}"
 
 
@@ -87,7 +87,7 @@ def sampling_view(
         method=settings.method,
         labels=labels,
         null_label=null_label,
-        cfg=settings.cfg,
+        cfg_scale=settings.cfg_scale,
         cfg_interval=settings.cfg_interval,
     ).clamp(-1, 1)
     accuracy = None if classifier is None else float((classifier.predict(images) == labels).float().mean())
@@ -149,7 +149,7 @@ class SamplingExplorer:
             value=settings.steps, min=1, max=max_steps, description="steps", **common
         )
         self.cfg_slider = widgets.FloatSlider(
-            value=settings.cfg, min=1.0, max=6.0, step=0.25, description="CFG scale ω", **common
+            value=settings.cfg_scale, min=1.0, max=6.0, step=0.25, description="CFG scale ω", **common
         )
         self.interval_slider = widgets.FloatRangeSlider(
             value=settings.cfg_interval, min=0.0, max=1.0, step=0.05, description="CFG interval", **common

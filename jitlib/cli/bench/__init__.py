@@ -122,7 +122,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         warmup=args.warmup,
         sample_batch=args.sample_batch,
         sample_steps=args.sample_steps,
-        cfg=args.cfg,
+        cfg_scale=args.cfg_scale,
         device=args.device,
         parts=tuple(p.strip() for p in args.parts.split(",") if p.strip()),
         loader_workers=args.loader_workers,
@@ -169,7 +169,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--sample-batch", type=int, help="sampling batch (default: the training batch)")
     parser.add_argument("--sample-steps", type=int, default=50, help="Heun steps (default 50, the paper's)")
-    parser.add_argument("--cfg", type=float, default=3.0, help="guidance scale (default 3.0)")
+    parser.add_argument("--cfg-scale", "--cfg", type=float, default=3.0, help="guidance scale (default 3.0)")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda")
     parser.add_argument(
         "--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}"

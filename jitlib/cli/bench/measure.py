@@ -241,7 +241,7 @@ def bench_sampling(
     precision: Precision,
     peak: float | None,
     steps: int = 50,
-    cfg: float = 3.0,
+    cfg_scale: float = 3.0,
     cfg_interval: tuple[float, float] = (0.1, 1.0),
     repeats: int = 1,
 ) -> dict[str, Any]:
@@ -269,7 +269,7 @@ def bench_sampling(
                 steps=steps,
                 labels=labels if conditional else None,
                 null_label=config.num_classes if conditional else None,
-                cfg=cfg if conditional else 1.0,
+                cfg_scale=cfg_scale if conditional else 1.0,
                 cfg_interval=cfg_interval,
             )
 
@@ -279,13 +279,13 @@ def bench_sampling(
         seconds = statistics.median(time_calls({"sample": run}, device, repeats, 0)["sample"])
     forwards_per_image = images_through_net[0] / (repeats * batch)
     evaluations, _ = guided_evaluations(steps, cfg_interval)
-    guided = conditional and cfg != 1.0
+    guided = conditional and cfg_scale != 1.0
     images_per_second = batch / seconds
     achieved = images_per_second * forwards_per_image * forward_flops(config).flops
     return {
         "batch": batch,
         "steps": steps,
-        "cfg": cfg if conditional else 1.0,
+        "cfg_scale": cfg_scale if conditional else 1.0,
         "forwards_per_image": forwards_per_image,
         "official_forwards_per_image": 2 * evaluations if guided else evaluations,
         "seconds": seconds,

@@ -53,16 +53,18 @@ def per_tensor_ema(shadows: dict[str, list[Tensor]], params: list[Tensor]) -> No
             s.lerp_(p, 1.0 - float(key))
 
 
-def two_pass_cfg(denoiser: Denoiser, z: Tensor, t: Tensor, y: Tensor, null: Tensor, cfg: float) -> Tensor:
+def two_pass_cfg(
+    denoiser: Denoiser, z: Tensor, t: Tensor, y: Tensor, null: Tensor, cfg_scale: float
+) -> Tensor:
     """Guided velocity v_u + ω(v_c − v_u) from two separate forwards (the official sampler's structure)."""
     cond, uncond = denoiser(z, t, y), denoiser(z, t, null)
-    return uncond.v + cfg * (cond.v - uncond.v)
+    return uncond.v + cfg_scale * (cond.v - uncond.v)
 
 
-def one_guided_step(denoiser: Denoiser, z: Tensor, y: Tensor, null_label: int, cfg: float) -> Tensor:
+def one_guided_step(denoiser: Denoiser, z: Tensor, y: Tensor, null_label: int, cfg_scale: float) -> Tensor:
     """:func:`jitlib.diffusion.sampling.sample` on the grid [0.5, 1]: one guided evaluation, conditional ⊕ unconditional in one
     forward of 2B, then an Euler step z + ½·v — the library's own CFG path."""
-    return sample(denoiser, z, time_grid=[0.5, 1.0], labels=y, null_label=null_label, cfg=cfg)
+    return sample(denoiser, z, time_grid=[0.5, 1.0], labels=y, null_label=null_label, cfg_scale=cfg_scale)
 
 
 def _pair(name: str, before: str, after: str, seconds: dict[str, float]) -> dict[str, Any]:

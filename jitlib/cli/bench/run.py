@@ -52,7 +52,7 @@ class BenchOptions:
     sample_batch: int | None = None
     sample_steps: int = 50
     sample_repeats: int = 1
-    cfg: float = 3.0
+    cfg_scale: float = 3.0
     device: str = "auto"
     parts: tuple[str, ...] = PARTS
     loader_workers: int = 0
@@ -120,12 +120,14 @@ def bench_trainer(
             trainer.precision,
             peak,
             options.sample_steps,
-            options.cfg,
+            options.cfg_scale,
             repeats=options.sample_repeats,
         )
         result.setdefault("sample", []).append({"compile": compiled, **row})
     if "compare" in options.parts and not compiled:
-        result["compare"] = compare_paths(trainer, batch, sample_batch, options.compare_repeats, options.cfg)
+        result["compare"] = compare_paths(
+            trainer, batch, sample_batch, options.compare_repeats, options.cfg_scale
+        )
 
 
 def bench_model(
@@ -238,7 +240,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         s = sample_rows[0]
         lines += [
             "",
-            f"Sampling: {s['steps']}-step Heun, CFG {s['cfg']} on (0.1, 1]: {s['forwards_per_image']:.0f} forward "
+            f"Sampling: {s['steps']}-step Heun, CFG {s['cfg_scale']} on (0.1, 1]: {s['forwards_per_image']:.0f} forward "
             f"passes per image (the official sampler runs {s['official_forwards_per_image']}: both CFG passes at "
             "every evaluation). Training FLOPs = 3 × forward; FLOPs = 2 × multiply-accumulates of matrix products.",
         ]
