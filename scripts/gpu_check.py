@@ -88,36 +88,58 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
-def pipeline(args: argparse.Namespace):
-    """The smoke run's raw weights as a sampling pipeline, compiled where :mod:`jitlib.training.compiling` says."""
-    from jitlib.training.compiling import maybe_compile
-
+def pipeline(args: argparse.Namespace, **options):
+    """The smoke run's raw weights as a sampling pipeline (compiled where :mod:`jitlib.training.compiling` says)."""
     saved = json.loads((args.run / "check.json").read_text())
     ns = argparse.Namespace(**{**saved, "out": args.run, "steps": saved["steps"]})
     run = trainer(ns, resume=True)
-    pipe = run.generator("model")
-    return dataclasses.replace(pipe, net=maybe_compile(pipe.net, "auto", run.device)), run
+    return dataclasses.replace(run.generator("model"), **options), run
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
+    """Guided sampling three ways, one JSON row each as soon as it is measured: the default (compiled on CUDA),
+    eager, and compiled with CUDA graphs; each row has images/s and its largest difference from the default's images.
+    The last line sums them up (the default's row plus every variant's speed)."""
     from jitlib.evaluation.generate import class_labels, generate, save_grid
 
-    pipe, run = pipeline(args)
     labels = class_labels(CLASSES, args.num)
-    generate(
-        pipe, labels[: args.batch], cfg_scale=3.0, steps=args.sample_steps, batch_size=args.batch
-    )  # compile, warm
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    images = generate(pipe, labels, cfg_scale=3.0, steps=args.sample_steps, batch_size=args.batch)
-    seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_grid(images, args.out / "samples.png")
-    row = {"images": len(images), "steps": args.sample_steps, "cfg_scale": 3.0, "seconds": round(seconds, 2)}
-    row["images_per_s"] = round(len(images) / seconds, 2)
-    row["finite"] = bool(torch.isfinite(images).all())
-    print(json.dumps(row))
+    variants = {
+        "default": {},
+        "eager": {"compile": False},
+        "cuda_graphs": {"compile": "auto", "cuda_graphs": True},
+    }
+    rows: dict[str, dict] = {}
+    reference = None
+    base, _ = pipeline(args, compile="auto")
+    for name, options in variants.items():
+        pipe = dataclasses.replace(base, **options)  # a fresh compile cache each
+        settings = {"cfg_scale": 3.0, "steps": args.sample_steps, "batch_size": args.batch}
+        generate(pipe, labels[: args.batch], **settings)  # compile, capture, warm
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        images = generate(pipe, labels, **settings)
+        seconds = time.perf_counter() - start
+        reference = images if reference is None else reference
+        row = {"variant": name, "compiled": pipe.compiled, "cuda_graphs": pipe.cuda_graphs and pipe.compiled}
+        row |= {
+            "images": len(images),
+            "steps": args.sample_steps,
+            "cfg_scale": 3.0,
+            "seconds": round(seconds, 2),
+        }
+        row["images_per_s"] = round(len(images) / seconds, 2)
+        row["finite"] = bool(torch.isfinite(images).all())
+        row["max_abs_diff_vs_default"] = float((images - reference).abs().max())
+        rows[name] = row
+        print(json.dumps(row), flush=True)
+        if name == "default":
+            args.out.mkdir(parents=True, exist_ok=True)
+            save_grid(images, args.out / "samples.png")
+    summary = dict(rows["default"])
+    summary["images_per_s_by_variant"] = {k: r["images_per_s"] for k, r in rows.items()}
+    summary["max_abs_diff_by_variant"] = {k: r["max_abs_diff_vs_default"] for k, r in rows.items()}
+    print(json.dumps(summary))
 
 
 def cmd_fid(args: argparse.Namespace) -> None:

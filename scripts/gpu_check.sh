@@ -4,7 +4,8 @@
 #   1 doctor           jitlib doctor and nvidia-smi                                   -> doctor.txt
 #   2 train + resume   JiT-B/16, 256 px, bf16 (auto), torch.compile (auto), synthetic data: 200 steps, SIGKILL
 #                      after step 80, resume to the end                               -> train/ (run), train.jsonl
-#   3 guided sampling  50-step Heun, CFG 3.0, from the smoke run, compiled            -> sample/samples.png, sample.json
+#   3 guided sampling  50-step Heun, CFG 3.0, from the smoke run: compiled (default), eager, CUDA graphs
+#                      (images/s and largest difference each)                          -> sample/samples.png, sample.json
 #   4 benchmark table  train img/s, MFU, peak memory, sample img/s for JiT-B/16 and JiT-L/16 at 256, one `jitlib
 #                      bench` per model, each row appended as soon as it is measured  -> bench.md, bench-*.json
 #   5 FID pipeline     256 generated images vs 256 synthetic ones, jitlib.evaluation.fid -> fid/fid.json
@@ -92,7 +93,7 @@ stage resume 120 "$py" scripts/gpu_check.py train "$out/train" --model "$model" 
 tail -n 1 "$out/resume.log" >> "$out/train.jsonl" 2> /dev/null
 
 # 3. guided sampling from the smoke run
-stage sample 60 "$py" scripts/gpu_check.py sample "$out/train" --num "$num_sample" --batch "$num_sample" \
+stage sample 100 "$py" scripts/gpu_check.py sample "$out/train" --num "$num_sample" --batch "$num_sample" \
     --sample-steps "$sample_steps" --out "$out/sample"
 tail -n 1 "$out/sample.log" > "$out/sample.json" 2> /dev/null
 
