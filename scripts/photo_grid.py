@@ -4,21 +4,31 @@ x-, ε- and v-prediction, all with the v-loss, the same network (a plain JiT: de
 patch embedding, unconditional) and the same compute, on 64×64 crops of the packaged photos with patch 16: each
 token holds 16·16·3 = 768 numbers — the token size of ImageNet-256 at /16 in the paper, and 6× the network width.
 Three seeds per target. The *control* trains the same network at 32×32 with patch 4 (48 numbers per token, narrower
-than the width), one seed per target, for longer per step (4× the tokens).
+than the width), two seeds per target, for 900 steps.
+
+Why the control is that long: a first control of 300 steps failed for every target, ε worst. The EMA (decay 0.995)
+starts from the initial weights, which still carry 0.995^300 ≈ 22 % of it after 300 steps; ε-prediction must output
+ε̂ ≈ z near t = 0, where sampling starts and x̂ = (z − (1 − t)·ε̂)/max(t, t_eps) divides its error by t (at most
+1/t_eps = 20×), so the shrunken EMA network could not sample while its raw weights already could. After 900 steps
+the initial weights weigh 0.995^900 ≈ 1 %. Every control run therefore also stores the held-out loss of its raw
+weights (``heldout_vloss_raw``) beside the EMA's.
 
 Per run the file keeps: the loss curve, the held-out v-loss at fixed t on crops of the *reference* photos (the
 mechanism), FID / KID (± std over subsets) / precision / recall of ``num_fid`` samples against ``num_ref`` reference
 crops, and timings. Beside them, at the same n: the floor (fresh crops of the reference photos, and crops of the
 training photos) and the ceiling (Gaussian noise images). 8 samples per run go to data/results/photo_grid.png.
 
-Budget: the whole script is sized for ≤ 60 minutes of wall time on ONE thread of the shared 2-core machine
-(``--threads 1``); it prints and stores the measured times. The stored file took 2,757 s (46 min) of wall time on
-one thread, while four other engineers shared the machine's two cores. Usage:
+Budget: sized for ONE thread of the shared 2-core machine (``--threads 1``); it prints and stores the measured times
+(``wall_seconds`` in total, ``setting_seconds`` per setting). The main setting took 2,757 s (46 min) of wall time on
+one thread while four other engineers shared the machine's two cores; the control is run on its own with
+``--settings control --resume``. Usage:
 
-    python scripts/photo_grid.py [--out data/results/photo_grid.json] [--resume] [--keep DIR]
+    python scripts/photo_grid.py [--out data/results/photo_grid.json] [--settings main control] [--resume] [--keep DIR]
 
-``--resume`` keeps the runs already in the file (same recipe) and runs only the missing ones; ``--keep DIR`` keeps
-every run's checkpoint (the photos-small artifact is exported from the best x-prediction run's).
+``--resume`` keeps the runs already in the file whose setting has the same recipe (shared fields and that setting's
+own) and runs only the missing ones; a setting whose recipe changed is run again from scratch. The picture keeps the
+rows of the settings not run in this call. ``--keep DIR`` keeps every run's checkpoint (the photos-small artifact is
+exported from the best x-prediction run's).
 """
 
 from __future__ import annotations
@@ -59,7 +69,7 @@ RECIPE: dict[str, Any] = {
     "noise_scale": 1.0,
     "ema": "0.995",
     "main": {"image_size": 64, "patch_size": 16, "steps": 400, "seeds": [0, 1, 2]},
-    "control": {"image_size": 32, "patch_size": 4, "steps": 300, "seeds": [0]},
+    "control": {"image_size": 32, "patch_size": 4, "steps": 900, "seeds": [0, 1]},
     "sample_steps": 25,  # Heun: 49 network evaluations
     "num_fid": 64,  # generated images per run, and real / noise images for the floor and ceiling
     "num_ref": 200,  # reference-photo crops the scores compare against
@@ -69,6 +79,7 @@ RECIPE: dict[str, Any] = {
 }
 TARGETS = ("x", "eps", "v")
 SETTINGS = ("main", "control")
+TIMES = ("train_seconds", "sample_seconds", "score_seconds")
 
 
 def overrides(pred: str, image_size: int, patch_size: int, steps: int, seed: int) -> list[str]:
@@ -137,12 +148,15 @@ def run(
     features = inception_features(unit_to_uint8(images))
     scores = score_features(ref_features, features)
     score_s = time.perf_counter() - start
-    held_out = denoising_loss_by_t(
-        model.denoiser(RECIPE["ema"]),
-        loss_images,
-        RECIPE["loss_ts"],
-        seed=seed,
-        noise_scale=RECIPE["noise_scale"],
+    held_out, held_out_raw = (
+        denoising_loss_by_t(
+            model.denoiser(variant),
+            loss_images,
+            RECIPE["loss_ts"],
+            seed=seed,
+            noise_scale=RECIPE["noise_scale"],
+        )
+        for variant in (RECIPE["ema"], artifact.RAW)
     )
     losses = result.losses
     window = max(1, len(losses) // 20)
@@ -153,6 +167,7 @@ def run(
         "overrides": items,
         **rounded(scores),
         "heldout_vloss": [round(v, 6) for v in held_out],
+        "heldout_vloss_raw": [round(v, 6) for v in held_out_raw],
         "final_train_loss": round(float(np.mean(losses[-window:])), 6),
         "loss_curve": [
             round(float(np.mean(losses[i : i + window])), 6) for i in range(0, len(losses), window)
@@ -174,6 +189,30 @@ def save_strip(rows: list[tuple[str, Tensor]], path: Path, size: int = 64) -> No
             tile = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((size, size), Image.NEAREST)
             canvas[r * size : (r + 1) * size, c * size : (c + 1) * size] = np.asarray(tile)
     Image.fromarray(canvas).save(path, optimize=True)
+
+
+def stored_rows(path: Path, names: list[str] | None, size: int = 64) -> list[tuple[str, Tensor]]:
+    """The rows of a picture written by :func:`save_strip` (``names`` in order), as uint8 images; [] if none."""
+    if not names or not path.is_file():
+        return []
+    canvas = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())
+    if canvas.shape[0] != len(names) * size:
+        return []
+    n = canvas.shape[1] // size
+    rows = []
+    for r, name in enumerate(names):
+        band = canvas[r * size : (r + 1) * size].permute(2, 0, 1)
+        rows.append((name, torch.stack([band[:, :, c * size : (c + 1) * size] for c in range(n)])))
+    return rows
+
+
+def same_recipe(old: dict[str, Any], setting: str) -> bool:
+    """Whether a stored file's runs of ``setting`` were made with today's recipe (shared fields and the setting's)."""
+    if old.get("format") != FORMAT:
+        return False
+    mine = {k: v for k, v in RECIPE.items() if k not in SETTINGS}
+    theirs = {k: v for k, v in old.get("recipe", {}).items() if k not in SETTINGS}
+    return mine == theirs and old["recipe"].get(setting) == RECIPE[setting]
 
 
 def git_commit() -> str:
@@ -209,13 +248,25 @@ def main() -> None:
         for setting in ("main", "control"):
             RECIPE[setting].update(steps=2, seeds=[0])
     torch.set_num_threads(args.threads)
-    wall = time.perf_counter()
     grid: dict[str, Any] = {"format": FORMAT, "recipe": RECIPE, "runs": [], "baselines": {}}
+    old_rows: list[tuple[str, Tensor]] = []
     if args.resume and args.out.is_file():
         old = json.loads(args.out.read_text())
-        if old.get("format") == FORMAT and old.get("recipe") == RECIPE:
-            grid = old
-    before = grid.get("wall_seconds", 0.0)
+        kept = [s for s in SETTINGS if same_recipe(old, s)]
+        if kept:  # runs, baselines, times and picture rows of the settings whose recipe is unchanged
+            grid = {**old, "recipe": RECIPE}
+            grid["runs"] = [r for r in old["runs"] if r["setting"] in kept]
+            grid["baselines"] = {s: b for s, b in old.get("baselines", {}).items() if s in kept}
+            grid["setting_seconds"] = {s: t for s, t in old.get("setting_seconds", {}).items() if s in kept}
+            for (
+                setting
+            ) in kept:  # files from before per-setting times: the sum of the setting's measured parts
+                if setting not in grid["setting_seconds"]:
+                    parts = [r[k] for r in grid["runs"] if r["setting"] == setting for k in TIMES]
+                    seconds = grid["baselines"].get(setting, {}).get("seconds", 0.0)
+                    grid["setting_seconds"][setting] = round(sum(parts) + seconds, 1)
+            rows = stored_rows(args.out.with_suffix(".png"), old.get("strip_rows"))
+            old_rows = [(name, images) for name, images in rows if name.split()[0] in kept]
     for path in (
         args.merge
     ):  # e.g. the control run in another process: its runs, baselines and seconds join this file
@@ -247,6 +298,7 @@ def main() -> None:
             if name != "reference"
         }
         grid["baselines"][setting] = {**baseline, "seconds": round(time.perf_counter() - start, 1)}
+        setting_start, setting_before = start, grid.setdefault("setting_seconds", {}).get(setting) or 0.0
         print(f"[{setting}] baselines {json.dumps(grid['baselines'][setting])}", flush=True)
         strips += [(f"{setting} {name}", sets[name]) for name in ("held-out real", "noise")]
         loss_images = PhotoCrops("reference", size, RECIPE["num_loss"], seed=2).uint8().float() / 127.5 - 1
@@ -260,7 +312,10 @@ def main() -> None:
                 record, samples = run(pred, setting, seed, feats["reference"], loss_images, args.keep)
                 grid["runs"].append(record)
                 strips.append((f"{setting} {pred} seed {seed}", samples))
-                grid["wall_seconds"] = round(time.perf_counter() - wall + before, 1)
+                grid["setting_seconds"][setting] = round(
+                    time.perf_counter() - setting_start + setting_before, 1
+                )
+                grid["wall_seconds"] = round(sum(grid["setting_seconds"].values()), 1)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(grid, indent=1) + "\n")
                 keys = ("fid", "kid", "kid_std", "precision", "recall", "train_seconds")
@@ -268,13 +323,17 @@ def main() -> None:
                     f"[{setting}] {pred} seed {seed}: " + ", ".join(f"{k} {record[k]}" for k in keys),
                     flush=True,
                 )
-    grid["wall_before"] = grid["wall_seconds"] = round(time.perf_counter() - wall + before, 1)
+    grid.pop("wall_before", None)
+    grid["wall_seconds"] = round(sum(t or 0.0 for t in grid["setting_seconds"].values()), 1)
     ran = len(strips) > 2 * len(
         args.settings
     )  # beyond the real and noise rows: runs were trained in this call
     if ran:  # a call that only merges or resumes finished runs keeps the picture the runs made
-        grid["strip_rows"] = [name for name, _ in strips]
-        save_strip(strips, args.out.with_suffix(".png"))
+        ran_settings = {name.split()[0] for name, _ in strips}
+        rows = [row for row in old_rows if row[0].split()[0] not in ran_settings] + strips
+        rows.sort(key=lambda row: SETTINGS.index(row[0].split()[0]))  # stable: main's rows first
+        grid["strip_rows"] = [name for name, _ in rows]
+        save_strip(rows, args.out.with_suffix(".png"))
     args.out.write_text(json.dumps(grid, indent=1) + "\n")
     print(f"wrote {args.out} and {args.out.with_suffix('.png')} in {grid['wall_seconds']:.0f} s", flush=True)
 
