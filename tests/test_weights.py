@@ -1,4 +1,4 @@
-"""Weights: jitlib's safetensors format, the official checkpoint layout and key set, and a reference forward.
+"""Weights: jitlib's artifact format (exact rebuild), the official checkpoint layout and key set, and a reference forward.
 
 The official layout is written here independently of jitlib: the key/shape table `official_shapes` (checked
 against the official JiT-B/16 key list in tests/data) and `reference_forward`, a literal functional
@@ -8,6 +8,7 @@ table, einsum unpatchify), which a loaded jitlib network must reproduce.
 
 import argparse
 import ast
+import json
 import math
 from pathlib import Path
 
@@ -15,10 +16,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from jitlib.artifact import Artifact, ModelCard, load
+from jitlib.integrity import write_sums
 from jitlib.nn.flops import count_params
 from jitlib.nn.model import JiTConfig
 from jitlib.nn.registry import create_model, get_config
-from jitlib.nn.weights import from_pretrained, load_official, official_to_jitlib, save_pretrained
+from jitlib.nn.weights import load_official, official_to_jitlib
+from jitlib.training.config import DiffusionConfig, SampleConfig
 
 torch.set_num_threads(1)
 
@@ -283,17 +287,34 @@ def test_load_official_bad_arguments(tmp_path):
         load_official(tmp_path / "plain.pth", ema="model", name="JiT-tiny/4")
 
 
-def test_save_and_from_pretrained_rebuild_the_exact_model(tmp_path):
+def artifact_of(net) -> Artifact:
+    """An artifact holding exactly ``net``'s float32 weights as its one variant (the raw weights)."""
+    card = ModelCard(
+        model_name="JiT-tiny/4",
+        architecture=net.config,
+        diffusion=DiffusionConfig(noise_scale=1.0),
+        sampler=SampleConfig(),
+        variants=("model",),
+        default_ema="model",
+        class_names=tuple(str(i) for i in range(net.config.num_classes)),
+    )
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    return Artifact(card, lambda variant: state, "memory", "net")
+
+
+def test_artifact_save_and_load_rebuild_the_exact_model(tmp_path):
+    """jitlib's one on-disk format (Artifact.save_pretrained → jitlib.load) gives back the network bit for bit."""
     model = create_model(
         "JiT-tiny/4", in_channels=1, bottleneck_dim=None, generator=torch.Generator().manual_seed(0)
     )
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
-    save_pretrained(model, tmp_path / "run")
-    assert (tmp_path / "run" / "model.safetensors").is_file() and (tmp_path / "run" / "config.json").is_file()
-    again = from_pretrained(tmp_path / "run")
+    folder = artifact_of(model).save_pretrained(tmp_path / "run")
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    again = load(folder).net()
     assert again.config == model.config
+    assert list(again.state_dict()) == list(model.state_dict())
     assert all(
         torch.equal(a, b)
         for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True)
@@ -303,13 +324,38 @@ def test_save_and_from_pretrained_rebuild_the_exact_model(tmp_path):
     assert torch.equal(again.eval()(x, t, y), model.eval()(x, t, y))
 
 
-def test_from_pretrained_with_mismatched_files_names_the_key(tmp_path):
-    save_pretrained(create_model("JiT-tiny/4"), tmp_path / "a")
-    save_pretrained(create_model("JiT-tiny/8"), tmp_path / "b")
-    (tmp_path / "a" / "config.json").write_text((tmp_path / "b" / "config.json").read_text())
+def test_artifact_with_mismatched_files_names_the_key(tmp_path):
+    a = artifact_of(create_model("JiT-tiny/4")).save_pretrained(tmp_path / "a")
+    b = artifact_of(create_model("JiT-tiny/8")).save_pretrained(tmp_path / "b")
+    (a / "config.json").write_text((b / "config.json").read_text())
+    with pytest.raises(
+        ValueError, match="config.json is corrupt"
+    ) as err:  # the checksum catches the swap first
+        load(a)
+    assert "\n" not in str(err.value)
+    write_sums(a, ["config.json", "model.safetensors"])  # a consistent folder whose card and weights disagree
     with pytest.raises(
         ValueError, match=r"key 'pos_embed' has shape \(1, 64, 128\) in the checkpoint but \(1, 16, 128\)"
-    ):
-        from_pretrained(tmp_path / "a")
-    with pytest.raises(FileNotFoundError, match="save_pretrained"):
-        from_pretrained(tmp_path / "nowhere")
+    ) as err:
+        load(a).net()
+    assert "\n" not in str(err.value)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load(tmp_path / "nowhere")
+
+
+def test_artifact_carries_every_switch_and_refuses_a_mismatched_one(tmp_path):
+    """RoPE, which no weight reveals, travels in the card; a card whose switch disagrees with its weights is one line."""
+    norope = artifact_of(create_model("JiT-tiny/4", rope=False)).save_pretrained(tmp_path / "norope")
+    assert load(norope).net().config.rope is False
+    for name, value, other in [("qk_norm", True, False), ("mlp", "swiglu", "gelu"), ("in_context_len", 4, 0)]:
+        folder = artifact_of(create_model("JiT-tiny/4")).save_pretrained(tmp_path / name)
+        assert getattr(load(folder).card.architecture, name) == value
+        card = json.loads((folder / "config.json").read_text())
+        card["architecture"][name] = other
+        (folder / "config.json").write_text(json.dumps(card))
+        write_sums(folder, ["config.json", "model.safetensors"])
+        with pytest.raises(
+            ValueError, match=f"holds a network with {name}={value!r} but the model has {name}={other!r}"
+        ) as err:
+            load(folder).net()
+        assert "\n" not in str(err.value)

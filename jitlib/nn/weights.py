@@ -1,29 +1,26 @@
-"""Saving and loading JiT weights: jitlib's own format (safetensors + JSON config) and official checkpoints.
+"""JiT weights: checking a state dict against a network, and reading official ``LTH14/JiT`` checkpoints.
 
-jitlib's parameter names are the official `LTH14/JiT` ones, so the only mapping from an official
-checkpoint is stripping the Denoiser's `net.` prefix (`official_to_jitlib`, the one place that knows the
-official layout). Nothing is ever unpickled beyond tensors and plain data (`torch.load(weights_only=True)`).
+jitlib's own on-disk format is the model artifact of :mod:`jitlib.artifact` (``Artifact.save_pretrained`` and
+``jitlib.load``); this module holds what that loader and the training checkpoints share. jitlib's parameter names
+are the official `LTH14/JiT` ones, so the only mapping from an official checkpoint is stripping the Denoiser's
+`net.` prefix (`official_to_jitlib`, the one place that knows the official layout). Nothing is ever unpickled
+beyond tensors and plain data (`torch.load(weights_only=True)`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import re
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from jitlib.nn.model import JiT, JiTConfig
 from jitlib.nn.registry import get_config
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 OFFICIAL_PREFIX = "net."
 OFFICIAL_ENTRIES = {"ema1": "model_ema1", "ema2": "model_ema2", "model": "model"}
 
@@ -80,49 +77,6 @@ def _materialise(
     model.to_empty(device=device if device is not None else torch.get_default_device())
     model.load_state_dict(state_dict)
     return model
-
-
-def save_pretrained(model: JiT, directory: str | Path) -> Path:
-    """Write `directory/model.safetensors` (the state dict) and `directory/config.json` (the JiTConfig)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(tensors, directory / WEIGHTS_FILE, metadata={"format": "pt", "library": "jitlib"})
-    (directory / CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2) + "\n")
-    return directory
-
-
-def from_pretrained(
-    directory: str | Path, *, device: torch.device | str | None = None, expect: JiTConfig | None = None
-) -> JiT:
-    """Rebuild the exact network saved by `save_pretrained` (same config, same tensors) on `device`.
-
-    ``expect``: the architecture the caller means to load; a saved config that differs in any field (RoPE
-    included, which no weight reveals) raises a one-line ValueError naming the first differing field.
-    """
-    directory = Path(directory)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(
-                f"{directory / name} not found; expected a folder written by save_pretrained"
-            )
-    raw = json.loads((directory / CONFIG_FILE).read_text())
-    valid = {f.name for f in fields(JiTConfig)}
-    unknown = sorted(set(raw) - valid)
-    if unknown:
-        raise ValueError(
-            f"{directory / CONFIG_FILE} has unknown field(s) {unknown}; valid: {', '.join(sorted(valid))}"
-        )
-    config = JiTConfig(**raw)
-    if expect is not None:
-        for f in fields(JiTConfig):
-            saved, wanted = getattr(config, f.name), getattr(expect, f.name)
-            if saved != wanted:
-                raise ValueError(
-                    f"{directory} holds a network with {f.name}={saved!r} but {f.name}={wanted!r} was expected; "
-                    f"load it without expect= or build the model with {f.name}={saved!r}"
-                )
-    return _materialise(config, load_file(directory / WEIGHTS_FILE), str(directory / WEIGHTS_FILE), device)
 
 
 def official_to_jitlib(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
