@@ -5,13 +5,17 @@ by side on identical weights and inputs; calls alternate base, new, base, new �
 minimum of ``--repeats`` calls. Rows: the per-sample noise of a training batch of 1024 (3×32×32), one training step
 and one 50-step guided Heun sample (CFG 3.0 on (0.1, 1]) of 16 images, for JiT-tiny/4 and JiT-tiny/32 at 32 px.
 
-    git worktree add /tmp/base 9a9c134 && python scripts/speed_compare.py --base /tmp/base --out data/bench/speed
+    git worktree add --detach /tmp/base-9dc1351 9dc1351
+    OMP_NUM_THREADS=1 python scripts/speed_compare.py --base /tmp/base-9dc1351 --out data/bench/speed
+
+The guidance scale is passed under the name each side's ``sample`` takes (``cfg`` before the rename to ``cfg_scale``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import re
 import shutil
@@ -100,8 +104,9 @@ def rows_for(
         net.load_state_dict(state)  # random non-zero weights: the zero-init head would make x̂ = 0
         denoiser = mod("jitlib.diffusion.denoiser").Denoiser(net)
         run = mod("jitlib.diffusion.sampling").sample
-        samplers[side] = lambda run=run, d=denoiser: run(
-            d, noise, steps=50, method="heun", labels=y, null_label=10, cfg_scale=3.0, cfg_interval=(0.1, 1.0)
+        scale = {"cfg_scale" if "cfg_scale" in inspect.signature(run).parameters else "cfg": 3.0}
+        samplers[side] = lambda run=run, d=denoiser, scale=scale: run(
+            d, noise, steps=50, method="heun", labels=y, null_label=10, cfg_interval=(0.1, 1.0), **scale
         )
     with torch.no_grad():
         a, b = samplers["base"](), samplers["new"]()
@@ -128,13 +133,15 @@ def summary(times: dict[str, list[float]]) -> dict[str, float]:
 def noise_row(mods: dict[str, Callable[[str], Any]], repeats: int) -> dict[str, Any]:
     """The per-sample noise, times and coins of a global batch of 1024 images of 3×32×32."""
     diffusion = mods["new"]("jitlib.training.config").DiffusionConfig(noise_scale=1.0)
-    base = mods["base"]("jitlib.training.trainer").draw_noise
     new = mods["new"]("jitlib.training.noise").draw_noise
     cpu = torch.device("cpu")
-    calls = {
-        "base": lambda: base(0, 1, list(range(1024)), (3, 32, 32), diffusion, cpu),
-        "new": lambda: new(0, 1, range(1024), (3, 32, 32), diffusion, cpu, 1024),
-    }
+    try:  # the same function on both sides once it lives in jitlib.training.noise
+        base = mods["base"]("jitlib.training.noise").draw_noise
+        calls = {"base": lambda: base(0, 1, range(1024), (3, 32, 32), diffusion, cpu, 1024)}
+    except ModuleNotFoundError:  # before, a method of the trainer module with another signature
+        old = mods["base"]("jitlib.training.trainer").draw_noise
+        calls = {"base": lambda: old(0, 1, list(range(1024)), (3, 32, 32), diffusion, cpu)}
+    calls["new"] = lambda: new(0, 1, range(1024), (3, 32, 32), diffusion, cpu, 1024)
     return {"what": "per-sample noise of a batch of 1024 (3×32×32)", **summary(interleaved(calls, repeats))}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from typing import Literal
 
 import torch
@@ -27,17 +28,36 @@ TIME_DISTRIBUTIONS: tuple[str, ...] = ("logit_normal", "uniform")
 
 
 def expand_t(t: Tensor, like: Tensor) -> Tensor:
-    """t of shape (B,) viewed as (B, 1, ..., 1) so it broadcasts against ``like`` of shape (B, ...); checks 0 ≤ t ≤ 1."""
+    """t of shape (B,) viewed as (B, 1, ..., 1) so it broadcasts against ``like`` of shape (B, ...); checks 0 ≤ t ≤ 1.
+
+    The range check reads t's values (a device sync on a GPU) once per tensor: the conversions of one prediction
+    or one loss all pass the same t, and only the first call reads it (:func:`check_t`); a tensor changed in place
+    since is read again.
+    """
     if t.dim() != 1 or like.dim() < 1 or t.shape[0] != like.shape[0]:
         raise ValueError(
             f"t has shape {tuple(t.shape)} but must be (B,) with B = {like.shape[0] if like.dim() else '?'} "
             f"for data of shape {tuple(like.shape)}"
         )
+    ref, version = _LAST_CHECKED_T
+    fresh = ref is None or ref() is not t or version != t._version
+    if fresh and t.device.type != "meta" and not torch.compiler.is_compiling():
+        check_t(t)
+        _LAST_CHECKED_T[:] = [weakref.ref(t), t._version]
+    return t.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+# [weak reference to the last time tensor found in range, its version counter]
+_LAST_CHECKED_T: list = [None, -1]
+
+
+def check_t(t: Tensor) -> Tensor:
+    """``t`` itself, after a one-line ValueError unless every value lies in [0, 1] (reads the values)."""
     if t.numel() and not bool(((t >= 0) & (t <= 1)).all()):
         raise ValueError(
             f"t must lie in [0, 1] (0 = noise, 1 = data); got values in [{t.min():g}, {t.max():g}]"
         )
-    return t.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+    return t
 
 
 def check_same_shape(**tensors: Tensor) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from jitlib.diffusion.interpolation import T_EPS, check_same_shape, expand_t
+from jitlib.diffusion.interpolation import T_EPS, check_same_shape, check_t
 from jitlib.diffusion.targets import Target, check_target, convert
 
 
@@ -84,7 +84,7 @@ def implied_weight(pred_target: Target, loss_target: Target, t: Tensor, t_eps: f
     """
     check_target(pred_target, "pred_target")
     check_target(loss_target, "loss_target")
-    expand_t(t, t)  # validates range
+    check_t(t)
     if loss_target == "x":
         return torch.ones_like(t)
     return (

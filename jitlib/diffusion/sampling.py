@@ -131,16 +131,18 @@ def sample(
             raise ValueError(
                 f"cfg_scale={cfg_scale} needs null_label (the unconditional class id); pass null_label="
             )
-        null = torch.full_like(labels, null_label)
+        # conditional ⊕ unconditional labels, built once: the same tensor every step (the network checks it once)
+        both_labels = torch.cat([labels, torch.full_like(labels, null_label)])
     extra = {} if t_eps is None else {"t_eps": t_eps}
 
     def predict(z: Tensor, t: float) -> Prediction:
         """Guided prediction at (z, t): one forward of B (no guidance) or 2B (conditional ⊕ unconditional)."""
         # t stays at least float32 even for bf16/fp16 states: bf16 cannot tell 0.98 from 0.9805
-        tb = torch.full((batch,), t, dtype=torch.promote_types(z.dtype, torch.float32), device=z.device)
+        t_dtype = torch.promote_types(z.dtype, torch.float32)
         if not (guided and guidance_active(t, cfg_interval)):
-            return denoiser(z, tb, labels, **extra)
-        both = denoiser(torch.cat([z, z]), torch.cat([tb, tb]), torch.cat([labels, null]), **extra)
+            return denoiser(z, torch.full((batch,), t, dtype=t_dtype, device=z.device), labels, **extra)
+        tb = torch.full((2 * batch,), t, dtype=t_dtype, device=z.device)
+        both = denoiser(torch.cat([z, z]), tb, both_labels, **extra)
         cond = Prediction(both.x[:batch], both.eps[:batch], both.v[:batch])
         uncond = Prediction(both.x[batch:], both.eps[batch:], both.v[batch:])
         return uncond.lerp(cond, cfg_scale)  # v_u + ω(v_c − v_u)

@@ -1,0 +1,191 @@
+"""The network's fused eager paths equal the plain forms they replace, and validation runs once, at the edges.
+
+Fast paths (jitlib.nn.model): ``norm_modulate`` (RMSNorm gain folded into adaLN), ``VisionRotaryEmbedding.rotate``
+(RoPE as a complex product), the fused q/k-norm + RoPE of ``Attention``, SwiGLU's zero-padded hidden width. Each is
+compared with the plain form in float32 to a norm-wise relative error of 1e-6 (they only reorder float rounding),
+gradients included. Validation: ``expand_t`` reads no values (it runs inside every conversion), the range of t is
+checked where times enter, and the network checks a labels tensor once however many forwards it serves.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from jitlib.diffusion import interpolation
+from jitlib.diffusion.denoiser import Denoiser
+from jitlib.diffusion.interpolation import check_t, expand_t, interpolate
+from jitlib.diffusion.losses import implied_weight
+from jitlib.diffusion.sampling import sample
+from jitlib.nn import model as model_module
+from jitlib.nn.model import (
+    Attention,
+    SwiGLUFFN,
+    VisionRotaryEmbedding,
+    make_norm,
+    modulate,
+    norm_modulate,
+)
+from jitlib.nn.registry import create_model
+
+RTOL = 1e-6
+
+
+def rel_error(fast: Tensor, plain: Tensor) -> float:
+    assert fast.shape == plain.shape and fast.dtype == plain.dtype, (fast.shape, plain.shape)
+    return ((fast.double() - plain.double()).norm() / plain.double().norm()).item()
+
+
+def randn(*shape: int, seed: int = 0) -> Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def random_net(**overrides):
+    """JiT-tiny/4 at 16 px with every weight random (the zero-init head would hide every path)."""
+    gen = torch.Generator().manual_seed(0)
+    net = create_model("JiT-tiny/4", input_size=16, generator=gen, **overrides)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen))
+    return net
+
+
+@pytest.mark.parametrize("kind", ["rms", "layer"])
+def test_norm_modulate_equals_modulate_of_the_norm(kind):
+    norm = make_norm(kind, 16)
+    with torch.no_grad():
+        norm.weight.copy_(randn(16, seed=1))
+    x, shift, scale = randn(3, 5, 16, seed=2), randn(3, 16, seed=3), randn(3, 16, seed=4)
+    assert rel_error(norm_modulate(norm, x, shift, scale), modulate(norm(x), shift, scale)) <= RTOL
+    # a bf16 stream takes the plain path: identical
+    xb = x.bfloat16()
+    assert torch.equal(
+        norm_modulate(norm.bfloat16(), xb, shift.bfloat16(), scale.bfloat16()),
+        modulate(norm(xb), shift.bfloat16(), scale.bfloat16()),
+    )
+
+
+@pytest.mark.parametrize("num_prefix", [0, 3])
+def test_rope_rotate_equals_the_reference_forward(num_prefix):
+    rope = VisionRotaryEmbedding(8, 3)
+    x = randn(2, 4, num_prefix + 9, 8, seed=5)
+    assert rel_error(rope.rotate(x, num_prefix), rope(x, num_prefix)) <= RTOL
+    assert torch.equal(
+        rope.rotate(x, num_prefix)[:, :, :num_prefix], x[:, :, :num_prefix]
+    )  # prefix untouched
+    strided = randn(2, num_prefix + 9, 3, 4, 8, seed=6).permute(2, 0, 3, 1, 4)[1]  # a view of a qkv output
+    assert rel_error(rope.rotate(strided, num_prefix), rope(strided, num_prefix)) <= RTOL
+    half = x.bfloat16()  # computed in float32, returned in the input dtype, like forward
+    assert rope.rotate(half, num_prefix).dtype == torch.bfloat16
+    assert rel_error(rope.rotate(half, num_prefix).float(), rope(half, num_prefix).float()) <= 2.0**-8
+
+
+def test_rope_table_cache_follows_moves_and_casts():
+    rope = VisionRotaryEmbedding(8, 3)
+    before = rope.rotations(2)
+    rope.double()  # any move/cast recomputes the tables and drops the cached complex ones
+    assert rope._rotations == {}
+    assert torch.equal(rope.rotations(2), before)
+
+
+def test_fused_attention_equals_the_plain_path(monkeypatch):
+    attention, rope = Attention(32, 4), VisionRotaryEmbedding(8, 3)
+    with torch.no_grad():
+        for p in attention.parameters():
+            p.copy_(randn(*p.shape, seed=p.numel()))
+    x = randn(2, 4 + 9, 32, seed=7)
+    assert attention._fused_qk(rope, x.unsqueeze(0))
+    fast = attention(x.requires_grad_(), rope, 4)
+    fast_grads = torch.autograd.grad(fast.square().sum(), [x, *attention.parameters()])
+    monkeypatch.setattr(Attention, "_fused_qk", lambda *args: False)
+    plain = attention(x, rope, 4)
+    plain_grads = torch.autograd.grad(plain.square().sum(), [x, *attention.parameters()])
+    assert rel_error(fast, plain) <= RTOL
+    for f, p in zip(fast_grads, plain_grads, strict=True):
+        assert rel_error(f, p) <= RTOL
+
+
+def test_padded_swiglu_equals_the_plain_layer():
+    mlp = SwiGLUFFN(32, 21)  # hidden 21: padded to 24
+    assert mlp.pad == 3
+    with torch.no_grad():
+        for p in mlp.parameters():
+            p.copy_(randn(*p.shape, seed=p.numel()))
+    x = randn(2, 5, 32, seed=8).requires_grad_()
+    gate, value = mlp.w12(x).chunk(2, dim=-1)
+    plain = mlp.w3(torch.nn.functional.silu(gate) * value)
+    fast = mlp(x)
+    assert rel_error(fast, plain) <= RTOL
+    fast_grads = torch.autograd.grad(fast.square().sum(), [x, *mlp.parameters()])
+    plain_grads = torch.autograd.grad(plain.square().sum(), [x, *mlp.parameters()])
+    for f, p in zip(fast_grads, plain_grads, strict=True):
+        assert rel_error(f, p) <= RTOL
+    assert SwiGLUFFN(32, 24).pad == 0  # aligned widths take the plain path
+
+
+def test_network_with_fast_paths_equals_the_plain_network(monkeypatch):
+    net = random_net()
+    gen = torch.Generator().manual_seed(9)
+    x, t, y = torch.randn(3, 3, 16, 16, generator=gen), torch.rand(3, generator=gen), torch.tensor([0, 4, 10])
+    fast = net(x, t, y)
+    monkeypatch.setattr(Attention, "_fused_qk", lambda *args: False)
+    monkeypatch.setattr(
+        model_module, "norm_modulate", lambda norm, x, shift, scale: modulate(norm(x), shift, scale)
+    )
+    for block in net.blocks:
+        monkeypatch.setattr(block.mlp, "pad", 0)
+    assert rel_error(fast, net(x, t, y)) <= 1e-5
+
+
+# --- validation at the edges ------------------------------------------------------------------------------------
+
+
+def test_expand_t_reads_a_time_tensor_once():
+    t = torch.empty(4, device="meta")  # a meta tensor has no values: any read would raise
+    assert expand_t(t, torch.empty(4, 3, 2, 2, device="meta")).shape == (4, 1, 1, 1)
+    with pytest.raises(ValueError, match=r"t has shape \(3,\)"):
+        expand_t(torch.zeros(3), torch.zeros(4, 2))
+    t, x = torch.tensor([0.25, 0.5]), torch.zeros(2, 3)
+    expand_t(t, x)
+    assert interpolation._LAST_CHECKED_T[0]() is t  # later conversions with this tensor read nothing
+    t[1] = 1.5  # changed in place: read again
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
+        expand_t(t, x)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.25])
+def test_times_outside_0_1_are_refused_where_they_enter(bad):
+    x = torch.zeros(2, 3)
+    t = torch.tensor([0.5, bad])
+    message = r"t must lie in \[0, 1\] \(0 = noise, 1 = data\); got values in"
+    entries = [
+        lambda: check_t(t),
+        lambda: interpolate(x, x, t),
+        lambda: Denoiser(lambda z, t, y: z).loss(x, x, t),
+        lambda: implied_weight("x", "v", t),
+    ]
+    for call in entries:
+        with pytest.raises(ValueError, match=message) as err:
+            call()
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"time_grid=.* must be ≥ 2 strictly increasing times in \[0, 1\]"):
+        sample(lambda z, t, y: None, x, time_grid=[0.0, bad] if bad > 1 else [bad, 1.0])
+
+
+def test_labels_are_checked_once_per_tensor_and_again_after_a_change():
+    net = random_net()
+    x, t = torch.zeros(3, 3, 16, 16), torch.full((3,), 0.5)
+    y = torch.tensor([0, 1, 2])
+    assert not model_module._labels_checked(y, 10)
+    net(x, t, y)
+    assert model_module._labels_checked(y, 10)  # the next forward with this tensor reads no values
+    assert not model_module._labels_checked(y, 5)  # … for this class count only
+    y[1] = 11  # in place: a new version, checked again
+    assert not model_module._labels_checked(y, 10)
+    with pytest.raises(
+        ValueError, match="class id 11 out of range: valid ids are 0..9, and 10 for the null label"
+    ):
+        net(x, t, y)
+    with pytest.raises(ValueError, match="class id -1 out of range"):
+        net(x, t, torch.tensor([0, -1, 1]))
