@@ -18,6 +18,7 @@ from jitlib.artifact import load
 from jitlib.training.checkpoint import LAST, load_checkpoint
 from jitlib.training.compiling import maybe_compile, resolve_compile
 from jitlib.training.config import DiffusionConfig, load_config
+from jitlib.training.data import TensorImages, digits
 from jitlib.training.trainer import Trainer, TrainingDiverged, draw_noise, learning_rate, model_kwargs
 
 # A 1-block, 32-wide JiT on 16×16 digits (4 tokens of 8×8): a training step takes milliseconds.
@@ -152,6 +153,36 @@ def test_resume_is_refused_for_another_configuration(tmp_path: Path) -> None:
         Trainer(tiny_config(tmp_path, "train.steps=4", "model.arch.depth=2"), resume=tmp_path)
     with pytest.raises(ValueError, match="pass --resume"):
         Trainer(tiny_config(tmp_path, "train.steps=4"))  # a fresh run must not overwrite it
+
+
+def test_trainer_refuses_to_write_over_another_run(tmp_path: Path) -> None:
+    """The Python API refuses exactly what ``jitlib train`` refuses: a folder holding another run stays untouched."""
+    Trainer(tiny_config(tmp_path / "a", "train.steps=2")).fit()
+    Trainer(tiny_config(tmp_path / "b", "train.steps=2")).fit()
+    before = {p: p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="holds another run than --resume") as err:
+        Trainer(tiny_config(tmp_path / "b", "train.steps=4"), resume=tmp_path / "a")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="pass --resume"):
+        Trainer(tiny_config(tmp_path / "b", "train.steps=4"))
+    assert {p: p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file()} == before
+    Trainer(
+        tiny_config(tmp_path / "b", "train.steps=3"), resume=tmp_path / "b"
+    ).fit()  # its own run continues
+    assert load_checkpoint(tmp_path / "b")["step"] == 3
+
+
+def test_checkpoints_store_the_class_names(tmp_path: Path) -> None:
+    """A run's class names reach ``jitlib.load(run)`` from the checkpoint (not guessed), and survive an export."""
+    data = digits(16)
+    names = tuple(f"digit {i}" for i in range(10))
+    Trainer(
+        tiny_config(tmp_path / "run", "train.steps=2"), dataset=TensorImages(data.images, data.labels, names)
+    ).fit()
+    assert load_checkpoint(tmp_path / "run")["class_names"] == list(names)
+    model = load(tmp_path / "run")
+    assert model.card.class_names == names and model.pipeline().class_names == names
+    assert load(model.save_pretrained(tmp_path / "exported")).card.class_names == names
 
 
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:

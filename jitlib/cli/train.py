@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from jitlib.training import distributed as dist
-from jitlib.training.checkpoint import check_output_folder, find_checkpoint, load_checkpoint
+from jitlib.training.checkpoint import find_checkpoint, load_checkpoint
 from jitlib.training.config import Config, apply_overrides, from_dict, list_presets, load_config, to_yaml
 from jitlib.training.trainer import Trainer, TrainingDiverged
 
@@ -25,7 +25,7 @@ presets: {presets}
 sections and keys: model.(name, arch, num_classes) data.(name, root, image_size, flip, ...) diffusion.(pred, loss,
 t_dist, t_mu, t_sigma, noise_scale, t_eps, label_drop) optim.(blr, lr, betas, warmup_epochs, schedule, grad_clip, ...)
 train.(batch_size, epochs, steps, ema_decays, precision, compile, strategy, device, seed, output_dir, ckpt_every, ...)
-sample.(method, steps, cfg, cfg_interval, last_step, ema) — see --print-config for all of them.
+sample.(method, steps, cfg_scale, cfg_interval, last_step, ema) — see --print-config for all of them.
 """
 
 
@@ -62,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(to_yaml(config), end="")
         return 0
-    check_output_folder(config.train.output_dir, args.resume)
     try:
-        trainer = Trainer(config, resume=args.resume)
+        trainer = Trainer(config, resume=args.resume)  # refuses a folder that holds another run
         result = trainer.fit()
         if trainer.dist.is_main:
             print(

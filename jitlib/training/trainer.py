@@ -47,6 +47,7 @@ from jitlib.nn.registry import create_model
 from jitlib.training import distributed as dist
 from jitlib.training.checkpoint import (
     LAST,
+    check_output_folder,
     check_same_run,
     check_writable,
     find_checkpoint,
@@ -167,13 +168,11 @@ class Trainer:
         self.device = self.dist.device
         self.output_dir = Path(cfg.output_dir)
         resume_path = find_checkpoint(resume) if resume is not None else None
+        check_output_folder(
+            self.output_dir, resume_path
+        )  # only the run being resumed may continue in its folder
         if self.dist.is_main:
             check_writable(self.output_dir)
-            if resume_path is None and (self.output_dir / LAST).exists():
-                raise ValueError(
-                    f"{str(self.output_dir / LAST)!r} exists; pass --resume {self.output_dir} to continue that run, "
-                    f"or choose another train.output_dir"
-                )
 
         # Data: each process loads its share (1/world) of every global batch.
         self.dataset = dataset if dataset is not None else build_dataset(config.data, seed=cfg.seed)
@@ -203,6 +202,9 @@ class Trainer:
         # Model: the same initial weights on every process (seeded generator on the CPU), then moved and wrapped.
         self.model_kwargs = model_kwargs(config, self.dataset.channels, self.dataset.num_classes)
         self.num_classes = self.model_kwargs["num_classes"]
+        # The data set's class names (ids beyond them by number), stored in checkpoints as artifacts store them.
+        named = [str(name) for name in getattr(self.dataset, "classes", ())][: self.num_classes]
+        self.class_names = named + [str(i) for i in range(len(named), self.num_classes)]
         init = torch.Generator().manual_seed(cfg.seed)
         self.net: JiT = create_model(config.model.name, device="cpu", generator=init, **self.model_kwargs).to(
             self.device
@@ -263,6 +265,7 @@ class Trainer:
             },
             "rng": dist.all_gather(rng),
             "world_size": self.dist.world_size,
+            "class_names": self.class_names,
         }
 
     def save(self) -> Path:
