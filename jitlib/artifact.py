@@ -299,9 +299,11 @@ def load(source: str | Path) -> Artifact:
     if not path.exists():
         if str(source) in RECIPES:
             return load_or_train(str(source), progress=False)
+        if str(source) in EXPORTED:
+            return load_exported(str(source))
         raise FileNotFoundError(
             f"{str(source)!r} does not exist; give a run folder, a checkpoint file, an artifact folder, "
-            f"an official .pth, or a shipped model ({', '.join(RECIPES)})"
+            f"an official .pth, or a shipped model ({', '.join(SHIPPED)})"
         )
     if path.is_dir() and (path / CONFIG_FILE).is_file() and not (path / LAST).exists():
         return _from_folder(path)
@@ -479,6 +481,30 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# Shipped models that are not trained by a recipe here but exported from an experiment's run, with the commands that
+# make them (they need the experiment's kept checkpoints, so a missing folder is an error, not a reason to train).
+EXPORTED: dict[str, str] = {
+    "photos-small": (
+        "python scripts/photo_grid.py --keep runs/photo-grid && "
+        "python scripts/photo_artifact.py --keep runs/photo-grid"
+    ),
+}
+SHIPPED: tuple[str, ...] = (*RECIPES, *EXPORTED)  # every name load() accepts
+
+
+def load_exported(name: str) -> Artifact:
+    """Shipped model ``name`` of :data:`EXPORTED` from its folder (SHA-256 verified); a one-line error naming the
+    command that makes it when the folder is missing."""
+    if name not in EXPORTED:
+        raise ValueError(f"unknown exported model {name!r}; valid: {', '.join(EXPORTED)}")
+    folder = ASSET_DIR / name
+    if not is_complete(folder):
+        raise FileNotFoundError(
+            f"shipped model {name!r} is missing from {folder}; make it with: {EXPORTED[name]}"
+        )
+    return _from_folder(folder)
+
+
 def _recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown shipped model {name!r}; valid: {', '.join(RECIPES)}")
@@ -564,10 +590,13 @@ __all__ = [
     "CONFIG_FILE",
     "FORMAT_VERSION",
     "RAW",
+    "EXPORTED",
     "RECIPES",
+    "SHIPPED",
     "Artifact",
     "ModelCard",
     "Provenance",
+    "load_exported",
     "choose_variant",
     "load",
     "load_or_train",
