@@ -12,6 +12,7 @@ import scipy.linalg
 import torch
 from PIL import Image
 
+from jitlib.artifact import load
 from jitlib.evaluation import metrics
 from jitlib.training.config import DataConfig, load_config
 from jitlib.training.data import digits, stack_dataset
@@ -150,6 +151,12 @@ def test_sweep_scores_every_ema_and_cfg_pair(digits16, tmp_path: Path) -> None:
     assert sum(line.endswith("*") for line in table) == 1
     with pytest.raises(ValueError, match="needs reference statistics"):
         metrics.sweep(tmp_path, [1.0], ["all"], metric="fid")
+    # One loader: the run's export (float32) scores exactly as the run folder does; an EMA it lacks is one line.
+    exported = load(tmp_path).save_pretrained(tmp_path.parent / f"{tmp_path.name}-exported")
+    again = metrics.sweep(exported, [2.0], ["0.99"], num_images=20, steps=2, cache=cache)
+    assert again == [r for r in rows if (r["ema"], r["cfg_scale"]) == ("0.99", 2.0)]
+    with pytest.raises(ValueError, match="--ema '0.5': "):
+        metrics.sweep(exported, [1.0], ["0.5"], num_images=20, steps=2, cache=cache)
 
 
 @pytest.fixture

@@ -31,8 +31,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from jitlib.integrity import verify_file
-from jitlib.training.checkpoint import load_checkpoint
-from jitlib.training.config import DataConfig, from_dict
+from jitlib.training.config import DataConfig
 from jitlib.training.data import (
     IMAGE_EXTENSIONS,
     DataError,
@@ -528,10 +527,14 @@ def sweep(
 ) -> list[dict[str, float | str]]:
     """Score every (EMA decay, CFG scale) pair on ``num_images`` class-cycled samples (the paper chooses both this way).
 
-    metric "proxy" (small data sets, offline) reports FD and class accuracy; "fid" reports FID against ``ref_stats``
-    (μ, Σ in an .npz) with the in-wheel Inception of :mod:`jitlib.evaluation.fid`. The same noise (``seed``) is used for every pair, so differences come from the pair alone.
+    ``source`` is anything :func:`jitlib.load` reads (run folder, checkpoint, artifact folder, shipped model name,
+    official .pth); ``emas`` holds decays, "model" (the raw weights) or "all" (every EMA the model keeps). metric
+    "proxy" (small data sets, offline) reports FD and class accuracy with the proxy classifier of the model's training
+    data; "fid" reports FID against ``ref_stats`` (μ, Σ in an .npz) with the in-wheel Inception of
+    :mod:`jitlib.evaluation.fid`. The same noise (``seed``) is used for every pair, so differences come from the pair
+    alone.
     """
-    from jitlib.artifact import load
+    from jitlib.artifact import RAW, load
     from jitlib.evaluation.generate import class_labels, generate
 
     if metric not in ("proxy", "fid"):
@@ -540,22 +543,18 @@ def sweep(
         raise ValueError(
             "metric fid needs reference statistics: --ref-stats FILE (make them with jitlib eval ref-stats)"
         )
-    ref_mu, ref_sigma = load_stats(ref_stats) if metric == "fid" else (None, None)
     if not cfg_scales or not emas or num_images < 2 or batch_size < 1:
         raise ValueError(
             "give at least one CFG scale, one EMA, --num of 2 or more and a positive --batch-size"
         )
-    classifier = None
-    if metric == "proxy" or "all" in emas:
-        state = load_checkpoint(
-            source
-        )  # proxy and "all" need a jitlib checkpoint: its data set, its EMA decays
-        if metric == "proxy":
-            classifier = proxy_classifier(from_dict(state["config"]).data, cache=cache)
-        emas = [e for ema in emas for e in (sorted(state["ema"], key=float) if ema == "all" else [ema])]
+    ref_mu, ref_sigma = load_stats(ref_stats) if metric == "fid" else (None, None)
+    model = load(source)
+    every_ema = [v for v in model.variants if v != RAW]
+    emas = [model.variant(e) for ema in emas for e in (every_ema if ema == "all" else [ema])]
+    classifier = proxy_classifier(model.training_config.data, cache=cache) if metric == "proxy" else None
     rows: list[dict[str, float | str]] = []
     for ema in emas:
-        gen = load(source).pipeline(ema, device)
+        gen = model.pipeline(ema, device)
         labels = class_labels(gen.num_classes, num_images)
         for scale in cfg_scales:
             images = generate(gen, labels, seed=seed, steps=steps, cfg_scale=scale, batch_size=batch_size)
