@@ -14,6 +14,10 @@ from jitlib import artifact
 from jitlib.cli import main
 
 ASSET = Path(artifact.ASSET_DIR) / "photos-small"
+README_GRID = Path(__file__).resolve().parents[1] / "data" / "results" / "photos_small_samples.png"
+README_COMMAND = (
+    "jitlib sample photos-small --num 16 --nrow 8 --seed 0 --grid data/results/photos_small_samples.png"
+)
 
 
 def test_photos_small_loads_by_name_as_the_shipped_folder() -> None:
@@ -44,3 +48,14 @@ def test_cli_samples_photos_small_by_name(tmp_path, capsys) -> None:
     image = np.asarray(Image.open(grid))
     assert image.shape[0] >= 64 and image.shape[1] >= 4 * 64 and image.shape[2] == 3
     assert image.std() > 0  # not a blank canvas
+
+
+def test_readme_grid_is_what_its_command_writes(tmp_path) -> None:
+    readme = (README_GRID.parents[2] / "README.md").read_text()
+    assert README_COMMAND in readme and f"]({README_GRID.relative_to(README_GRID.parents[2])})" in readme
+    out = tmp_path / "grid.png"
+    argv = README_COMMAND.split()[1:]
+    assert main([*argv[:-1], str(out)]) == 0
+    fresh, stored = (np.asarray(Image.open(p).convert("RGB"), dtype=np.int16) for p in (out, README_GRID))
+    assert fresh.shape == stored.shape
+    assert np.abs(fresh - stored).max() <= 2  # the same images, up to float rounding on another CPU
