@@ -28,18 +28,27 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 
 
-def check_device_name(name: str, key: str = "--device") -> str:
-    """``name`` if it spells a device (auto, cpu, cuda, cuda:N, mps); a one-line ValueError naming it otherwise."""
+def _named(name: object, key: str | None) -> str:
+    return f"{key}={name!r}" if key else repr(name)
+
+
+def check_device_name(name: str, key: str | None = "--device") -> str:
+    """``name`` if it spells a device (auto, cpu, cuda, cuda:N, mps); a one-line ValueError naming it otherwise.
+
+    ``key`` is the setting the message names (``--device``, ``train.device``); None names the value alone.
+    """
     if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
-        raise ValueError(f"{key}={name!r} is not a device; valid: {VALID_DEVICES}")
+        raise ValueError(f"{_named(name, key)} is not a device; valid: {VALID_DEVICES}")
     return name
 
 
-def resolve_device(name: str = "auto", key: str = "--device") -> torch.device:
+def resolve_device(name: str | torch.device = "auto", key: str | None = "--device") -> torch.device:
     """The one device resolver of every command: "auto" → :func:`default_device`; else the named device, checked to exist.
 
-    An unknown name or a device this machine lacks is a one-line ValueError listing what is valid here.
+    An unknown name or a device this machine lacks is a one-line ValueError listing what is valid here. The command
+    line resolves ``--device`` while it parses (:func:`jitlib.cli.options.add_device`).
     """
+    name = str(name)
     check_device_name(name, key)
     if name == "auto":
         return default_device()
@@ -49,10 +58,10 @@ def resolve_device(name: str = "auto", key: str = "--device") -> torch.device:
         here.append("mps")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ValueError(
-            f"{key}={name!r}: this machine has no such CUDA device; valid here: {', '.join(here)}"
+            f"{_named(name, key)}: this machine has no such CUDA device; valid here: {', '.join(here)}"
         )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"{key}={name!r}: MPS is not available here; valid here: {', '.join(here)}")
+        raise ValueError(f"{_named(name, key)}: MPS is not available here; valid here: {', '.join(here)}")
     return device
 
 

@@ -148,7 +148,12 @@ def cases(w: Path) -> list[tuple[str, list[str], str]]:
             "fewer than train.batch_size=5000",
         ),
         ("sample: missing source", ["sample", str(w / "nothing"), *out], "does not exist; give a run folder"),
-        ("sample: unknown shipped name", ["sample", "digits-huge", *out], "shipped model (digits-small)"),
+        (
+            "sample: unknown shipped name",
+            ["sample", "digits-huge", *out],
+            "'digits-huge' does not exist; give a run folder, a checkpoint file, an artifact folder, an official .pth, "
+            "or a shipped model (digits-small",
+        ),
         (
             "sample: garbage file",
             ["sample", str(w / "garbage.pt"), *out],
@@ -161,9 +166,21 @@ def cases(w: Path) -> list[tuple[str, list[str], str]]:
             ["sample", run, "--grid", str(w / "existing.png")],
             "exists; choose a new file name",
         ),
-        ("sample: zero steps", ["sample", run, *out, "--steps", "0"], "--steps=0 must be > 0"),
-        ("sample: negative num", ["sample", run, *out, "--num", "-3"], "--num=-3 must be > 0"),
-        ("sample: negative CFG", ["sample", run, *out, "--cfg-scale", "-1"], "--cfg-scale=-1.0 must be >= 0"),
+        (
+            "sample: zero steps",
+            ["sample", run, *out, "--steps", "0"],
+            "argument --steps: expected a positive integer, got 0",
+        ),
+        (
+            "sample: negative num",
+            ["sample", run, *out, "--num", "-3"],
+            "argument --num: expected a positive integer, got -3",
+        ),
+        (
+            "sample: negative CFG",
+            ["sample", run, *out, "--cfg-scale", "-1"],
+            "argument --cfg-scale/--cfg: expected a number >= 0 (1 = no guidance), got -1.0",
+        ),
         (
             "sample: reversed interval",
             ["sample", run, *out, "--interval", "0.5", "0.2"],
@@ -179,11 +196,19 @@ def cases(w: Path) -> list[tuple[str, list[str], str]]:
         (
             "sample: unknown device",
             ["sample", run, *out, "--device", "tpu"],
-            "--device='tpu' is not a device",
+            "argument --device: 'tpu' is not a device; valid: auto, cpu, cuda, cuda:N, mps",
         ),
-        ("sample: absent GPU", ["sample", run, *out, "--device", "cuda:9"], "--device='cuda:9'"),
+        (
+            "sample: absent GPU",
+            ["sample", run, *out, "--device", "cuda:9"],
+            "argument --device: 'cuda:9': this machine has no such CUDA device; valid here: auto, cpu",
+        ),
         ("sample: unknown solver", ["sample", run, *out, "--method", "rk4"], "invalid choice: 'rk4'"),
-        ("sample: steps not a number", ["sample", run, *out, "--steps", "many"], "invalid int value: 'many'"),
+        (
+            "sample: steps not a number",
+            ["sample", run, *out, "--steps", "many"],
+            "argument --steps: expected a positive integer, got 'many'",
+        ),
         ("sample: unknown format_version", ["sample", str(w / "badver"), *out], "format_version 99"),
         ("sample: network-only folder", ["sample", str(w / "flat"), *out], "no format_version"),
         ("sample: corrupt weights", ["sample", str(w / "corrupt"), *out], "is corrupt: SHA-256"),
@@ -207,6 +232,44 @@ def cases(w: Path) -> list[tuple[str, list[str], str]]:
         ),
         ("export: EMA not kept", ["export", run, str(w / "e2"), "--ema", "0.3"], "--ema '0.3'"),
         ("export: missing source", ["export", str(w / "nothing"), str(w / "e3")], "does not exist"),
+        # Shared options (jitlib.cli.options): every command spells and checks them the same way.
+        (
+            "eval fid: unknown device",
+            ["eval", "fid", run, "--ref", "photos", "--device", "tpu"],
+            "argument --device: 'tpu' is not a device; valid: auto",
+        ),
+        (
+            "eval fid: zero images",
+            ["eval", "fid", run, "--ref", "photos", "--num", "0"],
+            "argument --num: expected a positive integer, got 0",
+        ),
+        (
+            "eval sweep: negative CFG",
+            ["eval", "sweep", run, "--cfg-scale", "1", "-2"],
+            "argument --cfg-scale/--cfg: expected a number >= 0 (1 = no guidance), got -2.0",
+        ),
+        (
+            "eval sweep: EMA not kept",
+            ["eval", "sweep", run, "--ema", "0.5", "--num", "2", "--steps", "1"],
+            "--ema '0.5': ",
+        ),
+        (
+            "eval sweep: zero batch",
+            ["eval", "sweep", art, "--batch-size", "0"],
+            "argument --batch-size: expected a positive integer, got 0",
+        ),
+        ("toy: unknown device", ["toy", "--device", "gpu"], "argument --device: 'gpu' is not a device"),
+        ("toy: zero steps", ["toy", "--steps", "0"], "argument --steps: expected a positive integer, got 0"),
+        (
+            "bench: zero threads",
+            ["bench", "--threads", "0"],
+            "argument --threads: expected a positive integer",
+        ),
+        (
+            "bench: absent GPU",
+            ["bench", "--device", "cuda:7"],
+            "argument --device: 'cuda:7': this machine has",
+        ),
         ("unknown command", ["trian"], "invalid choice: 'trian'"),
     ]
 

@@ -102,7 +102,7 @@ def bad_inputs(run: Path, tmp: Path) -> list[tuple[list[str], str]]:
             "class id 12 out of range",
         ),
         (["sample", str(run), "--ema", "0.5", "--grid", str(tmp / "g.png")], "keeps model, 0.9"),
-        (["sample", str(run), "--steps", "0"], "--steps=0 must be > 0"),
+        (["sample", str(run), "--steps", "0"], "argument --steps: expected a positive integer, got 0"),
         (["sample", str(run), "--grid", str(tmp / "a_file" / "g.png")], "is not writable"),
         (["sample", str(tmp / "garbage.pt"), "--npz", str(tmp / "s.npz")], "official"),
         (["eval", "sweep", str(run), "--metric", "fid"], "needs reference statistics"),

@@ -15,7 +15,6 @@ from jitlib.book.toy import (
     SPIRAL_WIDTH,
     ToyConfig,
     ToyMLP,
-    add_toy_parser,
     claim_ratios,
     column_orthogonal,
     draw_samples,
@@ -32,6 +31,7 @@ from jitlib.book.toy import (
     spiral,
     train_toy,
 )
+from jitlib.cli import toy as toy_command
 
 GRID = Path(__file__).resolve().parents[1] / "data" / "results" / "spiral_grid.json"
 
@@ -184,7 +184,7 @@ def test_short_run_at_d512_eps_leaves_the_plane_and_x_does_not():
 
 def test_cli_writes_a_grid(tmp_path):
     parser = argparse.ArgumentParser()
-    add_toy_parser(parser.add_subparsers(dest="command"))
+    toy_command.add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "grid.json"
     args = parser.parse_args(
         ["toy", "--dims", "2", "8", "--targets", "x", "--steps", "5", "--batch-size", "32", "--samples", "40"]

@@ -16,7 +16,6 @@ the data, the network, the training loop and the measures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -481,72 +480,3 @@ def save_grid(grid: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(grid, separators=(",", ":")))
-
-
-# --- command line -------------------------------------------------------------------------------------------------
-
-
-def add_toy_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``jitlib toy``: train and measure the spiral-in-D experiment for chosen dims and targets."""
-    defaults = ToyConfig()
-    p = subparsers.add_parser(
-        "toy",
-        help="the paper's toy: a 2-D spiral in D dimensions, x/eps/v-prediction (prints both measures per cell)",
-        description="Train a 5-layer ReLU MLP on a 2-D spiral embedded in R^D for each (D, target) and report the "
-        "in-plane sliced W1 distance and the off-manifold error of its samples. The defaults are the recipe of the "
-        "stored grid (chapter 4); one cell, e.g. `jitlib toy --dims 512 --targets eps --threads 1`, takes about two "
-        "CPU-minutes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--dims", type=int, nargs="+", default=list(PAPER_DIMS), help="ambient dimensions D")
-    p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS, help="prediction targets")
-    p.add_argument("--steps", type=int, default=defaults.steps, help="Adam steps per cell")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="spiral points per step")
-    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate, decayed by a cosine")
-    p.add_argument(
-        "--loss-target", default=defaults.loss_target, choices=TARGETS, help="loss space (paper: v)"
-    )
-    p.add_argument(
-        "--t-dist", default=defaults.t_dist, choices=("uniform", "logit_normal"), help="training t"
-    )
-    p.add_argument(
-        "--samples", type=int, default=defaults.n_samples, help="samples per cell for the measures"
-    )
-    p.add_argument("--sample-sets", type=int, default=defaults.n_sample_sets, help="noise draws averaged")
-    p.add_argument("--sample-steps", type=int, default=defaults.sample_steps, help="Heun steps when sampling")
-    p.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seeds P, the data, the weights and the noise"
-    )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="where to train and sample, e.g. cpu or cuda")
-    p.add_argument("--out", type=Path, default=None, help="write the grid as JSON here")
-    p.set_defaults(func=_toy_command)
-
-
-def _toy_command(args: argparse.Namespace) -> int:
-    """Run :func:`run_grid` from parsed ``jitlib toy`` arguments."""
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads={args.threads} must be ≥ 1")
-        torch.set_num_threads(args.threads)
-    config = ToyConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        loss_target=args.loss_target,
-        t_dist=args.t_dist,
-        n_samples=args.samples,
-        sample_steps=args.sample_steps,
-        n_sample_sets=args.sample_sets,
-        n_keep=min(ToyConfig.n_keep, args.samples),
-        seed=args.seed,
-    )
-    grid = run_grid(args.dims, args.targets, config, device=args.device)
-    print(
-        f"reference SW1 (fresh data in place of samples, {config.n_samples} points): "
-        f"{grid['reference_sw1']:.4g} ± {grid['reference_sw1_std']:.2g}"
-    )
-    if args.out is not None:
-        save_grid(grid, args.out)
-        print(f"wrote {args.out}")
-    return 0

@@ -1,7 +1,8 @@
 """The ``jitlib`` command: one entry point, one module per sub-command (``jitlib --help`` lists them).
 
-Each module of :mod:`jitlib.cli` registers its sub-command; user errors end with one line on stderr naming the bad
-value and what is valid, and exit status 2 — no traceback, and no file the command did not create is touched.
+Each module of :mod:`jitlib.cli` registers its sub-command, with the options several commands share spelt once in
+:mod:`jitlib.cli.options`; user errors end with one line on stderr naming the bad value and what is valid, and exit
+status 2 — no traceback, and no file the command did not create is touched.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import typing
 from collections.abc import Sequence
 
 from jitlib import __version__
-from jitlib.book.toy import add_toy_parser
-from jitlib.cli import doctor, export, sample, train
+from jitlib.cli import doctor, export, sample, toy, train
 from jitlib.cli.bench import add_bench_parser
 from jitlib.cli.eval import add_eval_parser
 from jitlib.cli.models import add_models_parser
@@ -48,15 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_parser(sub)
     export.add_parser(sub)
     add_eval_parser(sub)
-    add_toy_parser(sub)
+    toy.add_parser(sub)
     add_bench_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; errors in user input end with one line on stderr and exit status 2."""
+    """Run the command line and return its exit status; errors in user input end with one line on stderr and 2.
+
+    An option is checked while the command line is parsed (:mod:`jitlib.cli.options`): a bad one returns 2 here too,
+    as ``--help`` and ``--version`` return 0, instead of leaving through ``SystemExit``.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jitlib.cli.options import add_command, add_sampler_options, add_source, positive_int, sampler_kwargs
 from jitlib.evaluation import fid
 from jitlib.evaluation.metrics import format_table, image_files, load_stats, sweep
 from jitlib.training.checkpoint import check_writable
@@ -74,9 +75,6 @@ def _reference(args: argparse.Namespace) -> tuple[np.ndarray | None, tuple[np.nd
 
 def run_fid(args: argparse.Namespace) -> dict[str, float]:
     """Score ``args.source`` (a model or an image folder) against ``args.ref``; returns the metrics."""
-    for name in ("num", "ref_num", "batch_size", "k"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')}={getattr(args, name)} must be > 0")
     _check_ref(args.ref)
     source = Path(args.source)
     if _is_image_folder(source):
@@ -91,13 +89,7 @@ def run_fid(args: argparse.Namespace) -> dict[str, float]:
             )
         args.image_size = pipe.image_shape[-1]
         fake = fid.generated_features(
-            pipe,
-            args.num,
-            seed=args.seed,
-            steps=args.steps,
-            cfg_scale=args.cfg_scale,
-            batch_size=args.batch_size,
-            device=args.device,
+            pipe, args.num, cfg_scale=args.cfg_scale, device=args.device, **sampler_kwargs(args)
         )
     real, (mu, sigma) = _reference(args)
     if real is None:  # statistics only (an .npz without features): FID, by the 2048×2048 route
@@ -122,11 +114,9 @@ def _run(args: argparse.Namespace) -> int:
             num_images=args.num,
             metric=args.metric,
             ref_stats=args.ref_stats,
-            seed=args.seed,
-            steps=args.steps,
-            batch_size=args.batch_size,
             device=args.device,
             cache=args.cache,
+            **sampler_kwargs(args),
         )
         print(format_table(rows))
     elif args.eval_command == "ref-stats":
@@ -149,52 +139,51 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``jitlib eval`` (sub-commands fid, ref-stats, sweep) on a sub-parser set."""
-    p = subparsers.add_parser(
-        "eval",
-        help="FID / KID / precision-recall, reference statistics, CFG × EMA sweeps",
-        description=EVAL_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        subparsers, "eval", "FID / KID / precision-recall, reference statistics, CFG × EMA sweeps", EVAL_HELP
     )
     sub = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
     f = sub.add_parser("fid", help="FID, KID, precision and recall of a model or an image folder")
-    f.add_argument(
-        "source", help="run folder, checkpoint, artifact folder, shipped model, or a folder of images"
-    )
+    add_source(f, also="a folder of images")
     f.add_argument(
         "--ref", required=True, help="'photos' (held-out photo crops), an image folder, or an .npz"
     )
-    f.add_argument("--image-size", type=int, help="image size of the reference crops (default: the model's)")
-    f.add_argument("--num", type=int, default=1000, help="generated images to score (classes cycling)")
     f.add_argument(
-        "--ref-num", type=int, default=1000, help="reference images (photos: crops; folder: first N)"
+        "--image-size", type=positive_int, help="image size of the reference crops (default: the model's)"
     )
-    f.add_argument("--ema", help="EMA decay or 'model' (default: the model's)")
-    f.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
-    f.add_argument("--cfg-scale", "--cfg", type=float, help="guidance scale (default: the model's)")
-    f.add_argument("--seed", type=int, default=0, help="noise seed")
-    f.add_argument("--batch-size", type=int, default=50, help="images generated and scored at once")
-    f.add_argument("--k", type=int, default=3, help="neighbours for precision/recall")
-    f.add_argument("--device", default=_device(), help="cpu, cuda, cuda:1, …")
-    f.add_argument("--cache", help="cache folder (default $JITLIB_CACHE or ~/.cache/jitlib)")
+    f.add_argument(
+        "--num",
+        type=positive_int,
+        default=1000,
+        help="generated images to score, classes cycling (default 1000)",
+    )
+    f.add_argument(
+        "--ref-num",
+        type=positive_int,
+        default=1000,
+        help="reference images (photos: crops; folder: first N) (default 1000)",
+    )
+    add_sampler_options(f, batch_size=50)
+    f.add_argument("--k", type=positive_int, default=3, help="neighbours for precision/recall (default 3)")
+    _add_cache(f)
     f.add_argument("--json", help="also write the metrics to this .json file")
     r = sub.add_parser("ref-stats", help="Inception μ, Σ and features of an image folder (.npz)")
     r.add_argument("folder")
     r.add_argument("--out", required=True, help=".npz file to write")
-    r.add_argument("--image-size", type=int, help="ADM center-crop size (as in training); default: as stored")
-    r.add_argument("--limit", type=int, help="use only the first N images (sorted by path)")
-    s = sub.add_parser("sweep", help="score a checkpoint over CFG scales × EMA decays and print a table")
-    s.add_argument("source", help="run folder or checkpoint file")
-    s.add_argument("--cfg-scale", "--cfg", type=float, nargs="+", default=[1.0], help="CFG scales to try")
-    s.add_argument("--ema", nargs="+", default=["all"], help="EMA decays to try, 'all', or 'model'")
-    s.add_argument("--num", type=int, default=1000, help="images per (EMA, CFG) pair, classes cycling")
+    r.add_argument(
+        "--image-size", type=positive_int, help="ADM center-crop size (as in training); default: as stored"
+    )
+    r.add_argument("--limit", type=positive_int, help="use only the first N images (sorted by path)")
+    s = sub.add_parser("sweep", help="score a model over CFG scales × EMA decays and print a table")
+    add_source(s)
+    s.add_argument(
+        "--num",
+        type=positive_int,
+        default=1000,
+        help="images per (EMA, CFG) pair, classes cycling (default 1000)",
+    )
     s.add_argument(
         "--metric",
         choices=("proxy", "fid"),
@@ -202,14 +191,14 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         help="proxy: offline classifier FD + class accuracy (digits, shapes, cifar10); fid: FID vs --ref-stats",
     )
     s.add_argument("--ref-stats", help="reference .npz for --metric fid (jitlib eval ref-stats)")
-    s.add_argument("--steps", type=int, help="sampler steps (default: the recipe's)")
-    s.add_argument(
-        "--seed", type=int, default=0, help="noise seed, shared by every pair so only the pair differs"
-    )
-    s.add_argument("--batch-size", type=int, default=100, help="images generated at once")
-    s.add_argument("--device", default=_device(), help="cpu, cuda, cuda:1, …")
-    s.add_argument(
-        "--cache", help="folder of cached proxy classifiers (default $JITLIB_CACHE or ~/.cache/jitlib)"
-    )
+    add_sampler_options(s, batch_size=100, sweep=True)
+    _add_cache(s)
     p.set_defaults(func=run)
     return p
+
+
+def _add_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache",
+        help="cache folder of reference features and proxy classifiers (default $JITLIB_CACHE or ~/.cache/jitlib)",
+    )

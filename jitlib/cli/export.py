@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from jitlib.artifact import DTYPES, load
+from jitlib.cli.options import add_command, add_emas, add_source
 
 HELP = """\
 Write a model as an artifact folder: config.json (architecture, diffusion recipe, sampler defaults, EMA choice,
@@ -32,19 +33,15 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``jitlib export`` (``func`` runs it)."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "export",
-        help="write any model as a self-contained artifact folder (config.json + safetensors + SHA256SUMS)",
-        description=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "write any model as a self-contained artifact folder (config.json + safetensors + SHA256SUMS)",
+        HELP,
     )
-    parser.add_argument(
-        "source", help="run folder, checkpoint file, artifact folder, shipped model or official .pth"
-    )
+    add_source(parser)
     parser.add_argument("out", help="new folder to write")
-    parser.add_argument(
-        "--ema", nargs="+", metavar="DECAY", help="variants to keep (decays or 'model'); default all"
-    )
+    add_emas(parser, None, "the ones to keep (default: all)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="storage dtype (default: as loaded)")
     parser.set_defaults(func=run)
     return parser

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from jitlib.artifact import load
-from jitlib.device import resolve_device
+from jitlib.cli.options import add_command, add_sampler_options, add_source, positive_int, sampler_kwargs
 from jitlib.evaluation.generate import class_labels, generate, generate_shards, save_grid, save_npz, save_pngs
 from jitlib.training.checkpoint import check_writable
 
@@ -26,13 +26,7 @@ examples:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check every argument and output first, then load, generate and write."""
-    for name in ("num", "steps", "batch_size", "nrow", "shard_size"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise ValueError(f"--{name.replace('_', '-')}={value} must be > 0")
-    if args.cfg_scale is not None and args.cfg_scale < 0:
-        raise ValueError(f"--cfg-scale={args.cfg_scale} must be >= 0 (1 = no guidance)")
+    """Check every output first (the options were checked while parsing), then load, generate and write."""
     if args.interval and not 0 <= args.interval[0] <= args.interval[1] <= 1:
         raise ValueError(
             f"--interval {args.interval[0]} {args.interval[1]} must satisfy 0 <= LOW <= HIGH <= 1"
@@ -53,17 +47,13 @@ def run(args: argparse.Namespace) -> int:
     for folder in (args.png_dir, args.shards):
         if folder:
             check_writable(folder)
-    device = resolve_device(args.device)
-    pipe = load(args.source).pipeline(args.ema, device)
+    pipe = load(args.source).pipeline(args.ema, args.device)
     labels = class_labels(pipe.num_classes, args.num, args.labels)
-    sampler = dict(
-        seed=args.seed,
-        steps=args.steps,
+    sampler = sampler_kwargs(args) | dict(
         method=args.method,
         cfg_scale=args.cfg_scale,
         cfg_interval=tuple(args.interval) if args.interval else None,
         last_step=args.last_step,
-        batch_size=args.batch_size,
         progress=True,
     )
     written = []
@@ -85,40 +75,31 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``jitlib sample`` (``func`` runs it)."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "sample",
-        help="generate images from any model: run, checkpoint, artifact folder, shipped model, official .pth",
-        description=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "generate images from any model: run, checkpoint, artifact folder, shipped model, official .pth",
+        HELP,
     )
-    p.add_argument(
-        "source", help="run folder, checkpoint file, artifact folder, shipped model name or official .pth"
-    )
-    p.add_argument("--ema", help="EMA decay (e.g. 0.9999) or 'model'; default: the one stored with the model")
+    add_source(p)
+    add_sampler_options(p, batch_size=64)
     p.add_argument("--labels", type=int, nargs="+", metavar="ID", help="class ids, one image each")
     p.add_argument(
-        "--num", type=int, default=100, help="number of images when --labels is not given (classes cycle)"
+        "--num",
+        type=positive_int,
+        default=100,
+        help="number of images when --labels is not given, classes cycling (default 100)",
     )
     p.add_argument("--method", choices=("heun", "euler"), help="ODE solver (default: the model's)")
-    p.add_argument("--steps", type=int, help="solver steps (default: the model's)")
-    p.add_argument(
-        "--cfg-scale",
-        "--cfg",
-        type=float,
-        help="classifier-free guidance scale; 1 = none (default: the model's)",
-    )
     p.add_argument(
         "--interval", type=float, nargs=2, metavar=("LOW", "HIGH"), help="guide only for LOW < t < HIGH"
     )
     p.add_argument("--last-step", choices=("euler", "x"), help="final step: euler (official) or x (return x̂)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed; image i uses (seed, i)")
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--grid", help="PNG grid to write")
-    p.add_argument("--nrow", type=int, help="images per grid row")
+    p.add_argument("--nrow", type=positive_int, help="images per grid row")
     p.add_argument("--npz", help=".npz to write (arr_0 uint8 NHWC images, arr_1 labels)")
     p.add_argument("--png-dir", help="new folder to write one PNG per image")
     p.add_argument("--shards", help="folder of resumable .npz shards (rerun the same command to resume)")
-    p.add_argument("--shard-size", type=int, default=1024, help="images per shard (default 1024)")
-    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:N, mps")
+    p.add_argument("--shard-size", type=positive_int, default=1024, help="images per shard (default 1024)")
     p.set_defaults(func=run)
     return p

@@ -24,8 +24,6 @@ import argparse
 import sys
 from typing import Any
 
-import torch
-
 from jitlib.cli.bench.measure import (
     PARTS,
     bench_config,
@@ -48,6 +46,15 @@ from jitlib.cli.bench.paths import (
 )
 from jitlib.cli.bench.run import BenchOptions, run_bench, to_markdown, write_results
 from jitlib.cli.bench.timing import clock, mfu, peak_flops, time_best, time_calls
+from jitlib.cli.options import (
+    add_cfg_scale,
+    add_command,
+    add_device,
+    add_threads,
+    apply_threads,
+    from_args,
+    positive_int,
+)
 
 __all__ = [
     "PARTS",
@@ -107,36 +114,25 @@ def parse_arch(items: list[str]) -> dict[str, Any]:
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
-    """The :class:`BenchOptions` of a parsed ``jitlib bench`` command line."""
+    """The :class:`BenchOptions` of a parsed ``jitlib bench`` command line (options named as fields pass as they are)."""
     compile_modes = {"off": (False,), "on": (True,), "both": (False, True)}
-    batch = None if args.batch == "max" else int(args.batch)
     defaults = BenchOptions.__dataclass_fields__
-    return BenchOptions(
+    return from_args(
+        BenchOptions,
+        args,
         models=args.model or defaults["models"].default_factory(),
         arch=parse_arch(args.arch),
-        resolution=args.resolution,
-        batch=batch,
-        precision=args.precision,
+        batch=None if args.batch == "max" else int(args.batch),
         compile=compile_modes[args.compile],
-        steps=args.steps,
-        warmup=args.warmup,
-        sample_batch=args.sample_batch,
-        sample_steps=args.sample_steps,
-        cfg_scale=args.cfg_scale,
-        device=args.device,
+        device=str(args.device),
         parts=tuple(p.strip() for p in args.parts.split(",") if p.strip()),
-        loader_workers=args.loader_workers,
-        loader_images=args.loader_images,
-        peak_tflops=args.peak_tflops,
         compare_repeats=args.repeats,
-        profile=args.profile,
     )
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
     """``jitlib bench``: run, print the Markdown table, write JSON + Markdown."""
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if args.batch != "max" and not str(args.batch).isdigit():
         raise ValueError(f"--batch {args.batch!r} must be a positive integer or 'max'")
     results = run_bench(options_from_args(args))
@@ -149,15 +145,17 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``jitlib bench`` on a sub-parser set (``func`` runs it)."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "bench",
-        help="measure training/sampling images/s, memory and MFU; before/after of each speed path",
-        description=BENCH_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "measure training/sampling images/s, memory and MFU; before/after of each speed path",
+        BENCH_HELP,
     )
     parser.add_argument("--model", action="append", metavar="NAME", help="registry name (repeatable)")
     parser.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE", help="JiTConfig override")
-    parser.add_argument("--resolution", type=int, help="image size (default: the model's native size)")
+    parser.add_argument(
+        "--resolution", type=positive_int, help="image size (default: the model's native size)"
+    )
     parser.add_argument(
         "--batch", default="32", help="training batch, or 'max' to search GPU memory (default 32)"
     )
@@ -165,22 +163,28 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument(
         "--compile", default="both", choices=["off", "on", "both"], help="torch.compile (default both)"
     )
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
-    parser.add_argument("--sample-batch", type=int, help="sampling batch (default: the training batch)")
-    parser.add_argument("--sample-steps", type=int, default=50, help="Heun steps (default 50, the paper's)")
-    parser.add_argument("--cfg-scale", "--cfg", type=float, default=3.0, help="guidance scale (default 3.0)")
-    parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda")
+    parser.add_argument("--steps", type=positive_int, default=10, help="timed training steps (default 10)")
+    parser.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument(
+        "--sample-batch", type=positive_int, help="sampling batch (default: the training batch)"
+    )
+    parser.add_argument(
+        "--sample-steps", type=positive_int, default=50, help="Heun steps (default 50, the paper's)"
+    )
+    add_cfg_scale(parser, 3.0)
+    add_device(parser)
     parser.add_argument(
         "--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}"
     )
     parser.add_argument(
-        "--repeats", type=int, default=10, help="timed rounds per before/after pair (default 10)"
+        "--repeats", type=positive_int, default=10, help="timed rounds per before/after pair (default 10)"
     )
     parser.add_argument(
         "--loader-workers", type=int, default=0, help="DataLoader workers to measure (default 0)"
     )
-    parser.add_argument("--loader-images", type=int, default=256, help="JPEGs to decode (default 256)")
+    parser.add_argument(
+        "--loader-images", type=positive_int, default=256, help="JPEGs to decode (default 256)"
+    )
     parser.add_argument(
         "--peak-tflops",
         type=float,
@@ -189,7 +193,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument(
         "--profile", action="store_true", help="also list each step's most expensive operators"
     )
-    parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    add_threads(parser)
     parser.add_argument(
         "--out", default="data/bench", help="folder for the JSON and Markdown (default data/bench)"
     )
