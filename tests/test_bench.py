@@ -151,6 +151,15 @@ def small_options(**overrides) -> BenchOptions:
     return BenchOptions(**{**values, **overrides})
 
 
+def test_run_bench_resolves_its_device_with_the_one_resolver() -> None:
+    for bad, message in (
+        ("tpu", "device='tpu' is not a device; valid: auto"),
+        ("cuda:9", "device='cuda:9': this"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            run_bench(small_options(device=bad))
+
+
 def test_run_bench_writes_json_and_markdown(tmp_path: Path) -> None:
     results = run_bench(small_options())
     model = results["models"][0]

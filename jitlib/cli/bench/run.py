@@ -27,7 +27,7 @@ from jitlib.cli.bench.measure import (
 )
 from jitlib.cli.bench.paths import compare_paths
 from jitlib.cli.bench.timing import clock, device_name, free_memory, peak_flops
-from jitlib.device import default_device, tier
+from jitlib.device import resolve_device, tier
 from jitlib.nn.flops import count_params, forward_flops
 from jitlib.nn.registry import MODEL_REGISTRY, get_config
 from jitlib.training.trainer import Trainer
@@ -170,7 +170,7 @@ def bench_model(
 
 def run_bench(options: BenchOptions) -> dict[str, Any]:
     """Run the benchmark described by ``options``; returns the nested results that :func:`write_results` stores."""
-    device = default_device() if options.device == "auto" else torch.device(options.device)
+    device = resolve_device(options.device, "device")
     facts = machine_facts(device)
     peak, source = peak_flops(facts["device_name"], device.type)
     if options.peak_tflops is not None:
