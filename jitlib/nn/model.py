@@ -395,19 +395,13 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, rope: VisionRotaryEmbedding | None, num_prefix: int) -> Tensor:
         # qkv output channels are laid out (3, heads, head_dim): all q heads, then k, then v.
-        qkv = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
-        if self._fused_qk(rope, qkv):
-            # The same maths in fewer passes (eager CPU/GPU; a compiler fuses the plain form itself): q and k
-            # normalised together, each with its own gain, then rotated as complex pairs (VisionRotaryEmbedding.rotate).
-            qk = qkv[:2]
-            gains = torch.stack([self.q_norm.weight, self.k_norm.weight])[:, None, None, None]
-            q, k = rope.rotate(qk * self.q_norm.inverse_rms(qk) * gains, num_prefix).unbind(0)
-            v = qkv[2]
-        else:
-            q, k, v = qkv
-            q, k = self.q_norm(q), self.k_norm(k)
-            if rope is not None:
-                q, k = rope(q, num_prefix), rope(k, num_prefix)
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None and not torch.compiler.is_compiling():
+            # eager: the same rotation as one complex product per pair (fewer passes); a compiler fuses `rope` itself
+            q, k = rope.rotate(q, num_prefix), rope.rotate(k, num_prefix)
+        elif rope is not None:
+            q, k = rope(q, num_prefix), rope(k, num_prefix)
         dropout_p = self.attn_drop if self.training else 0.0
         if self.fp32_logits:
             with autocast_disabled(x.device):
@@ -416,17 +410,6 @@ class Attention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         return self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
-
-    def _fused_qk(self, rope: VisionRotaryEmbedding | None, qkv: Tensor) -> bool:
-        """Whether q/k-norm + RoPE can take the fused path: RMSNorms (same eps), RoPE on, float32, not compiling."""
-        return (
-            rope is not None
-            and isinstance(self.q_norm, RMSNorm)
-            and isinstance(self.k_norm, RMSNorm)
-            and self.q_norm.eps == self.k_norm.eps
-            and qkv.dtype == torch.float32
-            and not torch.compiler.is_compiling()
-        )
 
 
 class GeluMLP(nn.Module):
