@@ -1,10 +1,10 @@
 """The network's fused eager paths equal the plain forms they replace, and validation runs once, at the edges.
 
 Fast paths (jitlib.nn.model): ``norm_modulate`` (RMSNorm gain folded into adaLN), ``VisionRotaryEmbedding.rotate``
-(RoPE as a complex product), the fused q/k-norm + RoPE of ``Attention``, SwiGLU's zero-padded hidden width. Each is
+(RoPE as a complex product), its use for q and k in ``Attention``, SwiGLU's zero-padded hidden width. Each is
 compared with the plain form in float32 to a norm-wise relative error of 1e-6 (they only reorder float rounding),
-gradients included. Validation: ``expand_t`` reads no values (it runs inside every conversion), the range of t is
-checked where times enter, and the network checks a labels tensor once however many forwards it serves.
+gradients included. Validation: ``expand_t`` (inside every conversion) reads a time tensor's values once, the range
+of t is refused at every public entry, and the network checks a labels tensor once however many forwards it serves.
 """
 
 from __future__ import annotations
@@ -89,16 +89,15 @@ def test_rope_table_cache_follows_moves_and_casts():
     assert torch.equal(rope.rotations(2), before)
 
 
-def test_fused_attention_equals_the_plain_path(monkeypatch):
+def test_attention_with_the_complex_rope_equals_the_plain_path(monkeypatch):
     attention, rope = Attention(32, 4), VisionRotaryEmbedding(8, 3)
     with torch.no_grad():
         for p in attention.parameters():
             p.copy_(randn(*p.shape, seed=p.numel()))
     x = randn(2, 4 + 9, 32, seed=7)
-    assert attention._fused_qk(rope, x.unsqueeze(0))
     fast = attention(x.requires_grad_(), rope, 4)
     fast_grads = torch.autograd.grad(fast.square().sum(), [x, *attention.parameters()])
-    monkeypatch.setattr(Attention, "_fused_qk", lambda *args: False)
+    monkeypatch.setattr(VisionRotaryEmbedding, "rotate", VisionRotaryEmbedding.forward)
     plain = attention(x, rope, 4)
     plain_grads = torch.autograd.grad(plain.square().sum(), [x, *attention.parameters()])
     assert rel_error(fast, plain) <= RTOL
@@ -129,7 +128,7 @@ def test_network_with_fast_paths_equals_the_plain_network(monkeypatch):
     gen = torch.Generator().manual_seed(9)
     x, t, y = torch.randn(3, 3, 16, 16, generator=gen), torch.rand(3, generator=gen), torch.tensor([0, 4, 10])
     fast = net(x, t, y)
-    monkeypatch.setattr(Attention, "_fused_qk", lambda *args: False)
+    monkeypatch.setattr(VisionRotaryEmbedding, "rotate", VisionRotaryEmbedding.forward)
     monkeypatch.setattr(
         model_module, "norm_modulate", lambda norm, x, shift, scale: modulate(norm(x), shift, scale)
     )
