@@ -207,12 +207,38 @@ def stored_rows(path: Path, names: list[str] | None, size: int = 64) -> list[tup
 
 
 def same_recipe(old: dict[str, Any], setting: str) -> bool:
-    """Whether a stored file's runs of ``setting`` were made with today's recipe (shared fields and the setting's)."""
+    """Whether a stored file's runs of ``setting`` were made with today's recipe (shared fields and the setting's).
+
+    The seeds only say which runs there are: a run of seed s is the same run whatever other seeds the file listed.
+    """
     if old.get("format") != FORMAT:
         return False
     mine = {k: v for k, v in RECIPE.items() if k not in SETTINGS}
     theirs = {k: v for k, v in old.get("recipe", {}).items() if k not in SETTINGS}
-    return mine == theirs and old["recipe"].get(setting) == RECIPE[setting]
+
+    def spec(recipe: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in (recipe.get(setting) or {}).items() if k != "seeds"}
+
+    return mine == theirs and spec(old["recipe"]) == spec(RECIPE)
+
+
+def row_order(name: str) -> tuple[int, int, int, int]:
+    """Picture rows by setting, then its real and noise rows, then seed and target ("control x seed 1")."""
+    words = name.split()
+    if words[-2] != "seed":
+        return SETTINGS.index(words[0]), 0, 0, 0
+    return SETTINGS.index(words[0]), 1, int(words[-1]), TARGETS.index(words[1])
+
+
+def write_picture(grid: dict[str, Any], rows: dict[str, Tensor], path: Path) -> None:
+    """The picture of every run in ``grid`` that has a row (and the real and noise rows of its settings), in order."""
+    runs = {f"{r['setting']} {r['pred']} seed {r['seed']}" for r in grid["runs"]}
+    names = sorted(
+        (n for n in rows if n in runs or (n.split()[0] in grid["baselines"] and "seed" not in n)),
+        key=row_order,
+    )
+    grid["strip_rows"] = names
+    save_strip([(name, rows[name]) for name in names], path)
 
 
 def git_commit() -> str:
@@ -249,13 +275,15 @@ def main() -> None:
             RECIPE[setting].update(steps=2, seeds=[0])
     torch.set_num_threads(args.threads)
     grid: dict[str, Any] = {"format": FORMAT, "recipe": RECIPE, "runs": [], "baselines": {}}
-    old_rows: list[tuple[str, Tensor]] = []
+    old_rows: dict[str, Tensor] = {}
     if args.resume and args.out.is_file():
         old = json.loads(args.out.read_text())
         kept = [s for s in SETTINGS if same_recipe(old, s)]
         if kept:  # runs, baselines, times and picture rows of the settings whose recipe is unchanged
             grid = {**old, "recipe": RECIPE}
-            grid["runs"] = [r for r in old["runs"] if r["setting"] in kept]
+            grid["runs"] = [
+                r for r in old["runs"] if r["setting"] in kept and r["seed"] in RECIPE[r["setting"]]["seeds"]
+            ]
             grid["baselines"] = {s: b for s, b in old.get("baselines", {}).items() if s in kept}
             grid["setting_seconds"] = {s: t for s, t in old.get("setting_seconds", {}).items() if s in kept}
             for (
@@ -266,7 +294,7 @@ def main() -> None:
                     seconds = grid["baselines"].get(setting, {}).get("seconds", 0.0)
                     grid["setting_seconds"][setting] = round(sum(parts) + seconds, 1)
             rows = stored_rows(args.out.with_suffix(".png"), old.get("strip_rows"))
-            old_rows = [(name, images) for name, images in rows if name.split()[0] in kept]
+            old_rows = dict(rows)
     for path in (
         args.merge
     ):  # e.g. the control run in another process: its runs, baselines and seconds join this file
@@ -317,7 +345,8 @@ def main() -> None:
                 )
                 grid["wall_seconds"] = round(sum(grid["setting_seconds"].values()), 1)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(grid, indent=1) + "\n")
+                write_picture(grid, {**old_rows, **dict(strips)}, args.out.with_suffix(".png"))
+                args.out.write_text(json.dumps(grid, indent=1) + "\n")  # after the picture: a kill keeps both
                 keys = ("fid", "kid", "kid_std", "precision", "recall", "train_seconds")
                 print(
                     f"[{setting}] {pred} seed {seed}: " + ", ".join(f"{k} {record[k]}" for k in keys),
@@ -328,12 +357,10 @@ def main() -> None:
     ran = len(strips) > 2 * len(
         args.settings
     )  # beyond the real and noise rows: runs were trained in this call
-    if ran:  # a call that only merges or resumes finished runs keeps the picture the runs made
-        ran_settings = {name.split()[0] for name, _ in strips}
-        rows = [row for row in old_rows if row[0].split()[0] not in ran_settings] + strips
-        rows.sort(key=lambda row: SETTINGS.index(row[0].split()[0]))  # stable: main's rows first
-        grid["strip_rows"] = [name for name, _ in rows]
-        save_strip(rows, args.out.with_suffix(".png"))
+    if (
+        ran or old_rows
+    ):  # a call that only merges keeps the picture the runs made; a resume drops rows of dropped runs
+        write_picture(grid, {**old_rows, **dict(strips)}, args.out.with_suffix(".png"))
     args.out.write_text(json.dumps(grid, indent=1) + "\n")
     print(f"wrote {args.out} and {args.out.with_suffix('.png')} in {grid['wall_seconds']:.0f} s", flush=True)
 
