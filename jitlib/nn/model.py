@@ -454,8 +454,11 @@ class SwiGLUFFN(nn.Module):
         w12 = F.pad(self.w12.weight.view(2, hidden, dim), (0, 0, 0, self.pad)).flatten(0, 1)
         b12 = F.pad(self.w12.bias.view(2, hidden), (0, self.pad)).flatten()
         gate, value = F.linear(x, w12, b12).chunk(2, dim=-1)
-        hidden_out = self.ffn_dropout(F.silu(gate) * value)
-        return F.linear(hidden_out, F.pad(self.w3.weight, (0, self.pad)), self.w3.bias)
+        if gate.requires_grad:
+            hidden_out = F.silu(gate) * value
+        else:  # inference: in place, in the matmul's own output, instead of two new (B, N, hidden) buffers
+            hidden_out = F.silu(gate, inplace=True).mul_(value)
+        return F.linear(self.ffn_dropout(hidden_out), F.pad(self.w3.weight, (0, self.pad)), self.w3.bias)
 
 
 class JiTBlock(nn.Module):
