@@ -220,7 +220,7 @@ def test_markdown_shows_mfu_as_a_percentage() -> None:
 
 def test_command_line_runs_and_refuses_bad_batches(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    bench.add_bench_parser(parser.add_subparsers())
+    bench.COMMAND.register(parser.add_subparsers())
     common = ["bench", "--model", "JiT-tiny/8", "--resolution", "16", "--device", "cpu", "--compile", "off"]
     common += [f"--arch={k}={v}" for k, v in TINY_ARCH.items()]
     args = parser.parse_args(

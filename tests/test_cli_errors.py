@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from jitlib.cli import main
+from jitlib.cli import build_parser, main, options
 from jitlib.training.checkpoint import load_checkpoint
 
 TINY = [  # on top of the smoke-digits preset (a 1-block, 32-wide JiT on 16×16 digits)
@@ -172,3 +173,40 @@ def test_the_real_command_exits_non_zero_with_one_line(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "does not exist" in done.stderr
+
+
+def all_commands(parser=None, prefix: str = "jitlib") -> dict[str, object]:
+    """{"jitlib sample": its parser, "jitlib eval fid": …} for every command and sub-command."""
+    parser = parser or build_parser()
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[f"{prefix} {name}"] = sub
+                found |= all_commands(sub, f"{prefix} {name}")
+    return found
+
+
+def test_shared_options_have_one_check_and_one_help_everywhere() -> None:
+    """Every command spells a shared option with the same check (jitlib.cli.options) and, where it means the same, help."""
+    checks = {
+        "--device": options.device,
+        "--threads": options.positive_int,
+        "--cfg-scale": options.guidance_scale,
+    }
+    checks |= dict.fromkeys(
+        ("--steps", "--num", "--batch-size", "--sample-steps", "--image-size"), options.positive_int
+    )
+    seen: dict[str, set[str]] = {}
+    for command, parser in all_commands().items():
+        for action in parser._actions:
+            for option in set(action.option_strings) & set(checks):
+                assert action.type is checks[option], (
+                    f"{command} {option} is not checked by {checks[option].__name__}"
+                )
+                seen.setdefault(option, set()).add(command)
+                if option in ("--device", "--threads"):
+                    seen.setdefault(f"{option} help", set()).add(action.help)
+    assert seen["--device"] == {f"jitlib {c}" for c in ("sample", "eval fid", "eval sweep", "toy", "bench")}
+    assert len(seen["--device help"]) == 1 and len(seen["--threads help"]) == 1
+    assert seen["--cfg-scale"] == {f"jitlib {c}" for c in ("sample", "eval fid", "eval sweep", "bench")}

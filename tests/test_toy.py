@@ -184,7 +184,7 @@ def test_short_run_at_d512_eps_leaves_the_plane_and_x_does_not():
 
 def test_cli_writes_a_grid(tmp_path):
     parser = argparse.ArgumentParser()
-    toy_command.add_parser(parser.add_subparsers(dest="command"))
+    toy_command.COMMAND.register(parser.add_subparsers(dest="command"))
     out = tmp_path / "grid.json"
     args = parser.parse_args(
         ["toy", "--dims", "2", "8", "--targets", "x", "--steps", "5", "--batch-size", "32", "--samples", "40"]

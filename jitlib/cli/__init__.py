@@ -13,10 +13,10 @@ import typing
 from collections.abc import Sequence
 
 from jitlib import __version__
-from jitlib.cli import doctor, export, sample, toy, train
-from jitlib.cli.bench import add_bench_parser
-from jitlib.cli.eval import add_eval_parser
-from jitlib.cli.models import add_models_parser
+from jitlib.cli import bench, doctor, export, models, sample, toy, train
+from jitlib.cli import eval as evaluate
+
+COMMANDS = (doctor, models, train, sample, export, evaluate, toy, bench)  # each declares its COMMAND
 
 USER_ERRORS = (
     ValueError,
@@ -35,21 +35,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser; each sub-command is registered by the module that implements it."""
+    """The full argument parser: each sub-command as the module that implements it declares it (its ``COMMAND``)."""
     parser = _Parser(
         prog="jitlib",
         description="JiT — pixel-space diffusion with x-prediction: models, toy experiments, training, sampling, evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"jitlib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    doctor.add_parser(sub)
-    add_models_parser(sub)
-    train.add_parser(sub)
-    sample.add_parser(sub)
-    export.add_parser(sub)
-    add_eval_parser(sub)
-    toy.add_parser(sub)
-    add_bench_parser(sub)
+    for module in COMMANDS:
+        module.COMMAND.register(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from jitlib.cli.options import Command
 from jitlib.device import doctor
 
 
@@ -13,8 +14,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib doctor`` (``func`` runs it)."""
-    parser = subparsers.add_parser("doctor", help="report device, precision and tier; changes nothing")
-    parser.set_defaults(func=run)
-    return parser
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """``jitlib doctor`` has no options."""
+
+
+COMMAND = Command("doctor", "report device, precision and tier; changes nothing", None, add_options, run)

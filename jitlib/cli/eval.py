@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jitlib.cli.options import add_command, add_sampler_options, add_source, positive_int, sampler_kwargs
+from jitlib.cli.options import Command, add_sampler_options, add_source, positive_int, sampler_kwargs
 from jitlib.evaluation import fid
 from jitlib.evaluation.metrics import format_table, image_files, load_stats, sweep
 from jitlib.training.checkpoint import check_writable
@@ -139,11 +139,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib eval`` (sub-commands fid, ref-stats, sweep) on a sub-parser set."""
-    p = add_command(
-        subparsers, "eval", "FID / KID / precision-recall, reference statistics, CFG × EMA sweeps", EVAL_HELP
-    )
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The sub-commands of ``jitlib eval`` (fid, ref-stats, sweep) and their options."""
     sub = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
     f = sub.add_parser("fid", help="FID, KID, precision and recall of a model or an image folder")
     add_source(f, also="a folder of images")
@@ -193,8 +190,6 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     s.add_argument("--ref-stats", help="reference .npz for --metric fid (jitlib eval ref-stats)")
     add_sampler_options(s, batch_size=100, sweep=True)
     _add_cache(s)
-    p.set_defaults(func=run)
-    return p
 
 
 def _add_cache(parser: argparse.ArgumentParser) -> None:
@@ -202,3 +197,12 @@ def _add_cache(parser: argparse.ArgumentParser) -> None:
         "--cache",
         help="cache folder of reference features and proxy classifiers (default $JITLIB_CACHE or ~/.cache/jitlib)",
     )
+
+
+COMMAND = Command(
+    "eval",
+    "FID / KID / precision-recall, reference statistics, CFG × EMA sweeps",
+    EVAL_HELP,
+    add_options,
+    run,
+)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from jitlib.artifact import DTYPES, load
-from jitlib.cli.options import add_command, add_emas, add_source
+from jitlib.cli.options import Command, add_emas, add_source
 
 HELP = """\
 Write a model as an artifact folder: config.json (architecture, diffusion recipe, sampler defaults, EMA choice,
@@ -31,17 +31,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib export`` (``func`` runs it)."""
-    parser = add_command(
-        subparsers,
-        "export",
-        "write any model as a self-contained artifact folder (config.json + safetensors + SHA256SUMS)",
-        HELP,
-    )
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``jitlib export``."""
     add_source(parser)
     parser.add_argument("out", help="new folder to write")
     add_emas(parser, None, "the ones to keep (default: all)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="storage dtype (default: as loaded)")
-    parser.set_defaults(func=run)
-    return parser
+
+
+COMMAND = Command(
+    "export",
+    "write any model as a self-contained artifact folder (config.json + safetensors + SHA256SUMS)",
+    HELP,
+    add_options,
+    run,
+)

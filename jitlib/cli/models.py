@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from jitlib.cli.options import Command
 from jitlib.nn.registry import models_table, paper_rows_table
 
 
@@ -16,18 +17,23 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_models_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib models [--filter TEXT] [--presets-only]`` on an argparse sub-parsers object."""
-    parser = subparsers.add_parser(
-        "models",
-        help="list the model presets and the paper's ablation networks with parameters and GFLOPs",
-        description=f"{models_table.__doc__} Then: {paper_rows_table.__doc__}",
-    )
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """``jitlib models [--filter TEXT] [--presets-only]``."""
     parser.add_argument(
         "--filter", default="", metavar="TEXT", help="only names containing TEXT, e.g. 'B/' or 'tiny'"
     )
     parser.add_argument(
         "--presets-only", action="store_true", help="omit the table of the paper's ablation networks"
     )
-    parser.set_defaults(func=run_models)
-    return parser
+
+
+COMMAND = Command(
+    "models",
+    "list the model presets and the paper's ablation networks with parameters and GFLOPs",
+    f"{models_table.__doc__} Then: {paper_rows_table.__doc__}",
+    add_options,
+    run_models,
+    argparse.HelpFormatter,
+)
+# Registers ``jitlib models`` on an argparse sub-parsers object.
+add_models_parser = COMMAND.register

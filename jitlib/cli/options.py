@@ -1,9 +1,10 @@
-"""The options several ``jitlib`` commands share, spelt once: model source, weights, device, sampler, threads.
+"""The shape of every ``jitlib`` command, and the options several share, spelt once.
 
-Every command that reads a model, picks its weights, runs on a device or samples registers those options with the
-functions here, so each option has one spelling, one help text and one check everywhere. Values are checked while
-the command line is parsed — before any file is read or written — and a bad one ends in one line that names the
-option and the value (``argument --steps: expected a positive integer, got 0``). The device is resolved then too, by
+Each command module declares itself as one :class:`Command` (name, summary, description, options, run). Every
+command that reads a model, picks its weights, runs on a device or samples registers those options with the functions
+here, so each option has one spelling, one help text and one check everywhere. Values are checked while the command
+line is parsed — before any file is read or written — and a bad one ends in one line that names the option and the
+value (``argument --steps: expected a positive integer, got 0``). The device is resolved then too, by
 :func:`jitlib.device.resolve_device`: ``args.device`` is a :class:`torch.device` that exists on this machine.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -24,40 +27,49 @@ T = TypeVar("T")
 EMA_HELP = "an EMA decay the model keeps (e.g. 0.9999) or 'model' (the raw weights)"
 
 
-def add_command(
-    subparsers: argparse._SubParsersAction,
-    name: str,
-    help: str,
-    description: str,
-    formatter_class: type[argparse.HelpFormatter] = argparse.RawDescriptionHelpFormatter,
-) -> argparse.ArgumentParser:
-    """A sub-command's parser: one-line ``help`` in ``jitlib --help``, ``description`` (examples kept as written)."""
-    return subparsers.add_parser(name, help=help, description=description, formatter_class=formatter_class)
+@dataclass(frozen=True)
+class Command:
+    """A sub-command, declared once by the module that implements it: name, one-line ``summary`` (``jitlib
+    --help``), ``description`` (``jitlib NAME --help``, examples kept as written), its options and what runs it."""
+
+    name: str
+    summary: str
+    description: str | None
+    add_options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    formatter: type[argparse.HelpFormatter] = argparse.RawDescriptionHelpFormatter
+
+    def register(self, subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        """Add the sub-command to ``subparsers`` (``args.func`` runs it); returns its parser."""
+        parser = subparsers.add_parser(
+            self.name, help=self.summary, description=self.description, formatter_class=self.formatter
+        )
+        self.add_options(parser)
+        parser.set_defaults(func=self.run)
+        return parser
 
 
 # --- value checks (argparse types): the message names the value, argparse prefixes the option ---------------------
 
 
+def _checked(text: str, convert: Callable[[str], T], ok: Callable[[T], bool], wanted: str) -> T:
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An integer ≥ 1 (counts: images, steps, batch sizes, threads)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    return _checked(text, int, lambda value: value >= 1, "a positive integer")
 
 
 def guidance_scale(text: str) -> float:
-    """A classifier-free guidance scale ω ≥ 0 (1 = no guidance)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number >= 0 (1 = no guidance), got {value}")
-    return value
+    """A classifier-free guidance scale ω ≥ 0 (1 = no guidance); nan is refused."""
+    return _checked(text, float, lambda value: value >= 0, "a number >= 0 (1 = no guidance)")
 
 
 def device(text: str) -> torch.device:

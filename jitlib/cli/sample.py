@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from jitlib.artifact import load
-from jitlib.cli.options import add_command, add_sampler_options, add_source, positive_int, sampler_kwargs
+from jitlib.cli.options import Command, add_sampler_options, add_source, positive_int, sampler_kwargs
 from jitlib.evaluation.generate import class_labels, generate, generate_shards, save_grid, save_npz, save_pngs
 from jitlib.training.checkpoint import check_writable
 
@@ -73,14 +73,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib sample`` (``func`` runs it)."""
-    p = add_command(
-        subparsers,
-        "sample",
-        "generate images from any model: run, checkpoint, artifact folder, shipped model, official .pth",
-        HELP,
-    )
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``jitlib sample``."""
     add_source(p)
     add_sampler_options(p, batch_size=64)
     p.add_argument("--labels", type=int, nargs="+", metavar="ID", help="class ids, one image each")
@@ -101,5 +95,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--png-dir", help="new folder to write one PNG per image")
     p.add_argument("--shards", help="folder of resumable .npz shards (rerun the same command to resume)")
     p.add_argument("--shard-size", type=positive_int, default=1024, help="images per shard (default 1024)")
-    p.set_defaults(func=run)
-    return p
+
+
+COMMAND = Command(
+    "sample",
+    "generate images from any model: run, checkpoint, artifact folder, shipped model, official .pth",
+    HELP,
+    add_options,
+    run,
+)

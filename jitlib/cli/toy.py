@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from jitlib.book.toy import PAPER_DIMS, ToyConfig, run_grid, save_grid
-from jitlib.cli.options import add_command, add_device, add_threads, apply_threads, from_args, positive_int
+from jitlib.cli.options import Command, add_device, add_threads, apply_threads, from_args, positive_int
 from jitlib.diffusion.interpolation import TIME_DISTRIBUTIONS
 from jitlib.diffusion.targets import TARGETS
 
@@ -32,16 +32,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib toy`` (``func`` runs it)."""
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``jitlib toy``: the :class:`~jitlib.book.toy.ToyConfig` fields, dimensions and targets."""
     defaults = ToyConfig()
-    p = add_command(
-        subparsers,
-        "toy",
-        "the paper's toy: a 2-D spiral in D dimensions, x/eps/v-prediction (prints both measures per cell)",
-        HELP,
-        argparse.ArgumentDefaultsHelpFormatter,
-    )
     p.add_argument(
         "--dims", type=positive_int, nargs="+", default=list(PAPER_DIMS), help="ambient dimensions D"
     )
@@ -80,5 +73,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_threads(p)
     add_device(p, default="cpu")
     p.add_argument("--out", type=Path, default=None, help="write the grid as JSON here")
-    p.set_defaults(func=run)
-    return p
+
+
+COMMAND = Command(
+    "toy",
+    "the paper's toy: a 2-D spiral in D dimensions, x/eps/v-prediction (prints both measures per cell)",
+    HELP,
+    add_options,
+    run,
+    argparse.ArgumentDefaultsHelpFormatter,
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jitlib.cli.options import Command
 from jitlib.training import distributed as dist
 from jitlib.training.checkpoint import find_checkpoint, load_checkpoint
 from jitlib.training.config import Config, apply_overrides, from_dict, list_presets, load_config, to_yaml
@@ -77,14 +78,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib train`` (``func`` runs it)."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train a model from a preset (paper recipes or tiny CPU runs); resume exactly",
-        description=HELP.format(presets=", ".join(list_presets())),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``jitlib train``: preset and overrides, ``--resume``, and the listing flags."""
     parser.add_argument(
         "items",
         nargs="*",
@@ -98,5 +93,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--print-config", action="store_true", help="print the resolved config as YAML and exit"
     )
     parser.add_argument("--list-presets", action="store_true", help="list the preset names and exit")
-    parser.set_defaults(func=run)
-    return parser
+
+
+COMMAND = Command(
+    "train",
+    "train a model from a preset (paper recipes or tiny CPU runs); resume exactly",
+    HELP.format(presets=", ".join(list_presets())),
+    add_options,
+    run,
+)
+# Registers ``jitlib train`` on an argparse sub-parsers object (chapter 10 shows its help).
+add_parser = COMMAND.register

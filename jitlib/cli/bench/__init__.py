@@ -47,8 +47,8 @@ from jitlib.cli.bench.paths import (
 from jitlib.cli.bench.run import BenchOptions, run_bench, to_markdown, write_results
 from jitlib.cli.bench.timing import clock, mfu, peak_flops, time_best, time_calls
 from jitlib.cli.options import (
+    Command,
     add_cfg_scale,
-    add_command,
     add_device,
     add_threads,
     apply_threads,
@@ -59,7 +59,7 @@ from jitlib.cli.options import (
 __all__ = [
     "PARTS",
     "BenchOptions",
-    "add_bench_parser",
+    "COMMAND",
     "bench_config",
     "bench_loader",
     "bench_sampling",
@@ -143,14 +143,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``jitlib bench`` on a sub-parser set (``func`` runs it)."""
-    parser = add_command(
-        subparsers,
-        "bench",
-        "measure training/sampling images/s, memory and MFU; before/after of each speed path",
-        BENCH_HELP,
-    )
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``jitlib bench``: what to measure (:class:`BenchOptions`) and where to write it."""
     parser.add_argument("--model", action="append", metavar="NAME", help="registry name (repeatable)")
     parser.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE", help="JiTConfig override")
     parser.add_argument(
@@ -198,5 +192,12 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--out", default="data/bench", help="folder for the JSON and Markdown (default data/bench)"
     )
     parser.add_argument("--name", help="file stem (default bench-<device>)")
-    parser.set_defaults(func=run_bench_command)
-    return parser
+
+
+COMMAND = Command(
+    "bench",
+    "measure training/sampling images/s, memory and MFU; before/after of each speed path",
+    BENCH_HELP,
+    add_options,
+    run_bench_command,
+)
