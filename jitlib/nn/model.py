@@ -394,8 +394,10 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor, rope: VisionRotaryEmbedding | None, num_prefix: int) -> Tensor:
-        # qkv output channels are laid out (3, heads, head_dim): all q heads, then k, then v.
-        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        # qkv output channels are laid out (3, heads, head_dim): all q heads, then k, then v. Split along that
+        # axis before moving the heads forward, so the backward stacks the three gradients straight into qkv's layout.
+        qkv = rearrange(self.qkv(x), "b n (three h d) -> b n three h d", three=3, h=self.num_heads)
+        q, k, v = (part.transpose(1, 2) for part in qkv.unbind(2))  # each (b, h, n, d)
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None and not torch.compiler.is_compiling():
             # eager: the same rotation as one complex product per pair (fewer passes); a compiler fuses `rope` itself
