@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from jitlib.device import tier
+
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 
@@ -90,3 +92,29 @@ def test_widgets_are_embedded_with_a_local_manager() -> None:
     text = page.read_text(encoding="utf-8")
     assert "application/vnd.jupyter.widget-state+json" in text
     assert any(u.split("?")[0].endswith("vendor/html-manager/embed-amd.js") for u in resources(page))
+
+
+def _execution_rows() -> dict[str, tuple[float, str]]:
+    """{docname: (seconds, status)} from the build's execution table (book/appendix_execution.md)."""
+    page = (HTML / "book" / "appendix_execution.html").read_text(encoding="utf-8")
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", page, flags=re.S):
+        cells = [
+            re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
+        ]
+        if len(cells) == 5:  # Document, Modified, Method, Run Time (s), Status
+            rows[cells[0]] = (float(cells[3]) if cells[3] != "-" else float("inf"), cells[4])
+    return rows
+
+
+def test_every_notebook_ran_in_the_build_and_under_90_seconds() -> None:
+    """The build executes every notebook (a raising cell fails it); its own table must list each one as succeeded,
+    in under 90 s: the tiny tier's budget on two CPU cores. This replaces running every notebook a second time."""
+    rows = _execution_rows()
+    notebooks = sorted(f"book/{p.stem}" for p in (ROOT / "book").glob("*.ipynb"))
+    assert sorted(rows) == notebooks, (sorted(rows), notebooks)
+    failed = {name: status for name, (_, status) in rows.items() if status != "✅"}
+    assert not failed, failed
+    if tier() == "tiny":  # the full tier (a GPU) takes as long as its chapters say
+        slow = {name: seconds for name, (seconds, _) in rows.items() if not seconds < 90}
+        assert not slow, slow
