@@ -70,7 +70,7 @@ def test_eval_fid_bad_inputs_are_one_line(cheap_features, tmp_path: Path, capsys
     real = write_pngs(tmp_path / "real", 4, seed=1)
     for argv, message in (
         ([str(real), "--ref", str(tmp_path / "none")], "neither 'photos'"),
-        ([str(real), "--ref", "photos", "--num", "0"], "--num=0 must be > 0"),
+        ([str(real), "--ref", "photos", "--num", "0"], "argument --num: expected a positive integer, got 0"),
         ([str(real), "--ref", "photos"], "--image-size is needed"),
     ):
         assert main(["eval", "fid", *argv]) == 2

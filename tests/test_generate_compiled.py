@@ -54,3 +54,23 @@ def test_compiled_sampling_pads_the_last_batch_and_equals_eager(monkeypatch) -> 
     # one graph per shape: the batch, and twice the batch where CFG stacks the unconditional half; the last batch of
     # one image was padded, so no (1, …) or (2, …)-from-guidance-of-one graph was traced again
     assert sorted(traced) == [(2, 1, 16, 16), (4, 1, 16, 16)], traced
+
+
+def test_sample_and_eval_fid_take_compile_and_cuda_graphs_options(capsys) -> None:
+    import pytest
+
+    from jitlib.cli import build_parser
+    from jitlib.cli.options import pipeline_options
+
+    parser = build_parser()
+    for argv in (
+        ["sample", "digits-small", "--compile", "off"],
+        ["eval", "fid", "digits-small", "--ref", "photos", "--compile", "off"],
+    ):
+        assert pipeline_options(parser.parse_args(argv)) == {"compile": False, "cuda_graphs": False}
+    args = parser.parse_args(["sample", "digits-small", "--compile", "on", "--cuda-graphs"])
+    assert pipeline_options(args) == {"compile": True, "cuda_graphs": True}
+    assert pipeline_options(parser.parse_args(["sample", "digits-small"]))["compile"] == "auto"
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(["sample", "digits-small", "--compile", "maybe"])
+    assert stop.value.code == 2 and "argument --compile: invalid choice: 'maybe'" in capsys.readouterr().err

@@ -7,13 +7,21 @@ FID, KID and precision/recall use the FID Inception network inside the fid-helpe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from jitlib.cli.options import Command, add_sampler_options, add_source, positive_int, sampler_kwargs
+from jitlib.cli.options import (
+    Command,
+    add_sampler_options,
+    add_source,
+    pipeline_options,
+    positive_int,
+    sampler_kwargs,
+)
 from jitlib.evaluation import fid
 from jitlib.evaluation.metrics import format_table, image_files, load_stats, sweep
 from jitlib.training.checkpoint import check_writable
@@ -82,7 +90,9 @@ def run_fid(args: argparse.Namespace) -> dict[str, float]:
     else:
         from jitlib.artifact import load
 
-        pipe = load(args.source).pipeline(args.ema, args.device)
+        pipe = dataclasses.replace(
+            load(args.source).pipeline(args.ema, args.device), **pipeline_options(args)
+        )
         if args.image_size is not None and pipe.image_shape[-1] != args.image_size:
             raise ValueError(
                 f"--image-size {args.image_size}: the model generates {pipe.image_shape[-1]} px images"

@@ -152,6 +152,7 @@ def add_sampler_options(parser: argparse.ArgumentParser, batch_size: int, *, swe
     else:
         add_ema(parser)
         add_cfg_scale(parser)
+        add_compile(parser)
     parser.add_argument("--steps", type=positive_int, help="sampler steps (default: the model's)")
     parser.add_argument(
         "--seed", type=int, default=0, help="noise seed: image i draws its noise from (seed, i) (default 0)"
@@ -163,6 +164,26 @@ def add_sampler_options(parser: argparse.ArgumentParser, batch_size: int, *, swe
         help=f"images generated at once (default {batch_size})",
     )
     add_device(parser)
+
+
+def add_compile(parser: argparse.ArgumentParser) -> None:
+    """``--compile auto|on|off`` and ``--cuda-graphs``: how the network runs while sampling (see ``Pipeline``)."""
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="torch.compile the network at one batch shape: auto = on CUDA only (default auto)",
+    )
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="with compiling on CUDA: capture each network call in a CUDA graph (small batches gain most)",
+    )
+
+
+def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``Pipeline`` fields :func:`add_compile` stands for, for ``dataclasses.replace(pipe, **...)``."""
+    return {"compile": {"on": True, "off": False}.get(args.compile, "auto"), "cuda_graphs": args.cuda_graphs}
 
 
 def from_args(cls: type[T], args: argparse.Namespace, **given: Any) -> T:

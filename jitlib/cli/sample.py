@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from jitlib.artifact import load
-from jitlib.cli.options import Command, add_sampler_options, add_source, positive_int, sampler_kwargs
+from jitlib.cli.options import (
+    Command,
+    add_sampler_options,
+    add_source,
+    pipeline_options,
+    positive_int,
+    sampler_kwargs,
+)
 from jitlib.evaluation.generate import class_labels, generate, generate_shards, save_grid, save_npz, save_pngs
 from jitlib.training.checkpoint import check_writable
 
@@ -47,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     for folder in (args.png_dir, args.shards):
         if folder:
             check_writable(folder)
-    pipe = load(args.source).pipeline(args.ema, args.device)
+    pipe = dataclasses.replace(load(args.source).pipeline(args.ema, args.device), **pipeline_options(args))
     labels = class_labels(pipe.num_classes, args.num, args.labels)
     sampler = sampler_kwargs(args) | dict(
         method=args.method,

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from jitlib.device import default_device
+from jitlib.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,8 @@ def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group torchrun describes (one process if it describes none) and pick this rank's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    chosen = default_device() if device == "auto" else torch.device(device)
+    chosen = resolve_device(device, "train.device")  # one line for a device this machine does not have
     if chosen.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"train.device={device!r} but CUDA is not available; use train.device=cpu or auto"
-            )
         chosen = torch.device("cuda", local_rank)
         torch.cuda.set_device(chosen)
     if world_size > 1 and not dist.is_initialized():
