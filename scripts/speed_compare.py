@@ -6,7 +6,9 @@ minimum of ``--repeats`` calls. Rows: the per-sample noise of a training batch o
 and one 50-step guided Heun sample (CFG 3.0 on (0.1, 1]) of 16 images, for JiT-tiny/4 and JiT-tiny/32 at 32 px.
 
     git worktree add --detach /tmp/base-9dc1351 9dc1351
-    OMP_NUM_THREADS=1 python scripts/speed_compare.py --base /tmp/base-9dc1351 --out data/bench/speed
+    OMP_NUM_THREADS=1 python scripts/speed_compare.py --base /tmp/base-9dc1351 --profile JiT-tiny/4 --out data/bench/speed
+
+``--profile MODEL`` adds where the network's time goes, base vs new (torch.profiler, top operators by self time).
 
 The guidance scale is passed under the name each side's ``sample`` takes (``cfg`` before the rename to ``cfg_scale``).
 """
@@ -17,9 +19,12 @@ import argparse
 import importlib
 import inspect
 import json
+import os
 import re
+import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def import_renamed(checkout: Path, name: str = "jitlib_base") -> Callable[[str], Any]:
@@ -145,11 +152,107 @@ def noise_row(mods: dict[str, Callable[[str], Any]], repeats: int) -> dict[str, 
     return {"what": "per-sample noise of a batch of 1024 (3×32×32)", **summary(interleaved(calls, repeats))}
 
 
-def to_markdown(rows: list[dict[str, Any]], threads: int, repeats: int) -> str:
+def profile_tables(mods: dict[str, Callable[[str], Any]], model: str, top: int = 12) -> dict[str, Any]:
+    """Where a network's time goes, base vs new: self CPU time per operator (torch.profiler), ms per iteration.
+
+    Two workloads on identical random weights: forward + backward of 16 images (a training step's network part) and
+    a no-grad forward of 32 images (one guided sampling evaluation, conditional ⊕ unconditional).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    gen = torch.Generator().manual_seed(0)
+    nets = {side: mod("jitlib.nn.registry").create_model(model) for side, mod in mods.items()}
+    state = {k: v + 0.02 * torch.randn(v.shape, generator=gen) for k, v in nets["base"].state_dict().items()}
+    x, t, y = torch.randn(32, 3, 32, 32, generator=gen), torch.rand(32, generator=gen), torch.arange(32) % 11
+
+    def train(net: torch.nn.Module) -> None:
+        net(x[:16], t[:16], y[:16]).square().mean().backward()
+
+    @torch.no_grad()
+    def evaluate(net: torch.nn.Module) -> None:
+        net(x, t, y)
+
+    workloads = {"forward + backward, batch 16": train, "no-grad forward, batch 32": evaluate}
+    iterations, tables = 5, {}
+    for name, work in workloads.items():
+        for side, net in nets.items():
+            net.load_state_dict(state)
+            for _ in range(2):
+                work(net)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(iterations):
+                    work(net)
+            events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in events)
+            tables[f"{name}, {side}"] = {
+                "total_ms": total / 1e3 / iterations,
+                "ops": [
+                    {
+                        "op": e.key,
+                        "calls": e.count / iterations,
+                        "ms": e.self_cpu_time_total / 1e3 / iterations,
+                        "share": e.self_cpu_time_total / total,
+                    }
+                    for e in events[:top]
+                ],
+            }
+    return tables
+
+
+def profile_markdown(tables: dict[str, Any], model: str) -> str:
+    lines = [
+        f"\nWhere the time goes in {model} (torch.profiler, self CPU time per iteration, top operators):\n"
+    ]
+    for name, table in tables.items():
+        lines += [
+            f"\n{name}: {table['total_ms']:.1f} ms per iteration (under the profiler)\n",
+            "| operator | calls | ms | share |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {o['op']} | {o['calls']:.0f} | {o['ms']:.2f} | {100 * o['share']:.1f} % |"
+            for o in table["ops"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def commit_of(checkout: Path) -> str:
+    """The checked-out commit of ``checkout`` (with "+changes" when its tree differs), or "unknown"."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(checkout), "status", "--porcelain", "--", "jitlib"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
+def to_markdown(
+    rows: list[dict[str, Any]], threads: int, repeats: int, meta: dict[str, Any] | None = None
+) -> str:
     lines = [
         f"Interleaved in one process, {threads} thread(s), {repeats} calls each (after warm-up); ms per call "
         f"({'process CPU time' if threads == 1 else 'wall time'}).",
         "",
+    ]
+    if meta:
+        lines += [
+            f"base = jitlib at {meta['base']}, new = jitlib at {meta['new']}; torch {meta['torch']}; load average "
+            f"{meta['load_before']} before, {meta['load_after']} after (shared machine). The noise row runs the same "
+            f"function on both sides when the base has `jitlib.training.noise`: a control for the timer.",
+            "",
+            f"Command: `{meta['command']}`",
+            "",
+        ]
+    lines += [
         "| measurement | base median | base min | new median | new min | speed-up (median) | speed-up (min) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -172,20 +275,48 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default="JiT-tiny/4,JiT-tiny/32")
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
+    parser.add_argument(
+        "--profile", metavar="MODEL", help="also tabulate where MODEL's network time goes (top operators)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    import jitlib  # noqa: F401  (the new package, from this checkout)
+    sys.path.insert(
+        0, str(REPO)
+    )  # the new package is this checkout's, whatever the environment has installed
+    import jitlib
+
+    if Path(jitlib.__file__).resolve().parent != REPO / "jitlib":
+        raise SystemExit(f"imported jitlib from {jitlib.__file__}, not from {REPO}")
 
     mods = {"base": import_renamed(args.base), "new": importlib.import_module}
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = [noise_row(mods, args.repeats)]
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):
             rows += rows_for(mods, model, args.repeats, Path(tmp))
-    table = to_markdown(rows, args.threads, args.repeats)
+    meta = {
+        "command": shlex.join(
+            [f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}", "python", *sys.argv]
+        ),
+        "base": commit_of(args.base),
+        "new": commit_of(REPO),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "load_before": load_before,
+        "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+    table = to_markdown(rows, args.threads, args.repeats, meta)
+    profiles = None
+    if args.profile:
+        profiles = profile_tables(mods, args.profile)
+        table += profile_markdown(profiles, args.profile)
     print(table, end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        args.out.with_suffix(".json").write_text(
+            json.dumps({"meta": meta, "rows": rows, "profiles": profiles}, indent=1)
+        )
         args.out.with_suffix(".md").write_text(table)
 
 

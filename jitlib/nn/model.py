@@ -238,12 +238,16 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         xf = x.float()
-        normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        normed = xf * self.inverse_rms(xf)
         return (self.weight * normed).to(x.dtype)
 
     def inverse_rms(self, x: Tensor) -> Tensor:
-        """1 / sqrt(mean(x²) + eps) over the last dim, kept as a size-1 dim (float32 ``x``): what ``forward`` scales by."""
-        return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        """1 / sqrt(mean(x²) + eps) over the last dim, kept as a size-1 dim (float32 ``x``).
+
+        mean(x²) is taken as ‖x‖² / D: one pass over x (forward and backward) instead of squaring it first.
+        """
+        mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / x.shape[-1]
+        return torch.rsqrt(mean_square + self.eps)
 
 
 def make_norm(kind: str, dim: int) -> nn.Module:
