@@ -290,6 +290,7 @@ def main() -> None:
 
     mods = {"base": import_renamed(args.base), "new": importlib.import_module}
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    commits = {"base": commit_of(args.base), "new": commit_of(REPO)}  # before the runs: what was imported
     rows = [noise_row(mods, args.repeats)]
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):
@@ -298,8 +299,7 @@ def main() -> None:
         "command": shlex.join(
             [f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}", "python", *sys.argv]
         ),
-        "base": commit_of(args.base),
-        "new": commit_of(REPO),
+        **commits,
         "torch": torch.__version__,
         "threads": args.threads,
         "repeats": args.repeats,
