@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -152,48 +153,76 @@ def noise_row(mods: dict[str, Callable[[str], Any]], repeats: int) -> dict[str, 
     return {"what": "per-sample noise of a batch of 1024 (3×32×32)", **summary(interleaved(calls, repeats))}
 
 
-def profile_tables(mods: dict[str, Callable[[str], Any]], model: str, top: int = 12) -> dict[str, Any]:
-    """Where a network's time goes, base vs new: self CPU time per operator (torch.profiler), ms per iteration.
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
+ATTENTION_OPS = (
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+)
 
-    Two workloads on identical random weights: forward + backward of 16 images (a training step's network part) and
-    a no-grad forward of 32 images (one guided sampling evaluation, conditional ⊕ unconditional).
+
+def network_workloads(
+    mod: Callable[[str], Any], model: str
+) -> tuple[torch.nn.Module, dict[str, Callable[[], None]]]:
+    """A ``model`` network with seeded random weights (the same on every side) and its two workloads.
+
+    Forward + backward of 16 images (a training step's network part) and a no-grad forward of 32 images (one
+    guided sampling evaluation, conditional ⊕ unconditional).
     """
-    from torch.profiler import ProfilerActivity, profile
-
     gen = torch.Generator().manual_seed(0)
-    nets = {side: mod("jitlib.nn.registry").create_model(model) for side, mod in mods.items()}
-    state = {k: v + 0.02 * torch.randn(v.shape, generator=gen) for k, v in nets["base"].state_dict().items()}
+    net = mod("jitlib.nn.registry").create_model(model, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=gen))
     x, t, y = torch.randn(32, 3, 32, 32, generator=gen), torch.rand(32, generator=gen), torch.arange(32) % 11
 
-    def train(net: torch.nn.Module) -> None:
+    def train() -> None:
         net(x[:16], t[:16], y[:16]).square().mean().backward()
 
     @torch.no_grad()
-    def evaluate(net: torch.nn.Module) -> None:
+    def evaluate() -> None:
         net(x, t, y)
 
-    workloads = {"forward + backward, batch 16": train, "no-grad forward, batch 32": evaluate}
-    iterations, tables = 5, {}
-    for name, work in workloads.items():
-        for side, net in nets.items():
-            net.load_state_dict(state)
-            for _ in range(2):
-                work(net)
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                for _ in range(iterations):
-                    work(net)
-            events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-            total = sum(e.self_cpu_time_total for e in events)
+    return net, {"forward + backward, batch 16": train, "no-grad forward, batch 32": evaluate}
+
+
+def profile_tables(
+    mods: dict[str, Callable[[str], Any]], model: str, top: int = 12, rounds: int = 3, iterations: int = 3
+) -> dict[str, Any]:
+    """Where a network's time goes, base vs new: self CPU time per operator (torch.profiler), ms per iteration.
+
+    Profiled in ``rounds`` alternating rounds of ``iterations`` per side, summed: both sides see the same machine
+    load. Operators are also grouped: matrix multiplies, attention, everything else (elementwise, copies, …).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    sides = {side: network_workloads(mod, model)[1] for side, mod in mods.items()}
+    tables = {}
+    for name in next(iter(sides.values())):
+        totals: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
+        for works in sides.values():
+            works[name]()  # warm-up
+        for _ in range(rounds):
+            for side, works in sides.items():
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    for _ in range(iterations):
+                        works[name]()
+                for e in prof.key_averages():
+                    calls_ms = totals[side].setdefault(e.key, [0.0, 0.0])
+                    calls_ms[0] += e.count
+                    calls_ms[1] += e.self_cpu_time_total / 1e3
+        n = rounds * iterations
+        for side, ops in totals.items():
+            total = sum(ms for _, ms in ops.values()) / n
+            groups = {"matrix multiplies": GEMM_OPS, "attention": ATTENTION_OPS}
+            grouped = {g: sum(ops.get(op, [0, 0])[1] for op in members) / n for g, members in groups.items()}
+            grouped["everything else"] = total - sum(grouped.values())
+            ranked = sorted(ops.items(), key=lambda kv: -kv[1][1])[:top]
             tables[f"{name}, {side}"] = {
-                "total_ms": total / 1e3 / iterations,
+                "total_ms": total,
+                "groups_ms": grouped,
                 "ops": [
-                    {
-                        "op": e.key,
-                        "calls": e.count / iterations,
-                        "ms": e.self_cpu_time_total / 1e3 / iterations,
-                        "share": e.self_cpu_time_total / total,
-                    }
-                    for e in events[:top]
+                    {"op": op, "calls": calls / n, "ms": ms / n, "share": ms / n / total}
+                    for op, (calls, ms) in ranked
                 ],
             }
     return tables
@@ -201,18 +230,84 @@ def profile_tables(mods: dict[str, Callable[[str], Any]], model: str, top: int =
 
 def profile_markdown(tables: dict[str, Any], model: str) -> str:
     lines = [
-        f"\nWhere the time goes in {model} (torch.profiler, self CPU time per iteration, top operators):\n"
+        f"\nWhere the time goes in {model}'s network (torch.profiler, self CPU time per iteration; base and new "
+        "profiled in alternating rounds):\n",
+        "| workload, side | total ms | matrix multiplies | attention | everything else |",
+        "|---|---|---|---|---|",
     ]
     for name, table in tables.items():
-        lines += [
-            f"\n{name}: {table['total_ms']:.1f} ms per iteration (under the profiler)\n",
-            "| operator | calls | ms | share |",
-            "|---|---|---|---|",
-        ]
+        g = table["groups_ms"]
+        lines.append(
+            f"| {name} | {table['total_ms']:.1f} | {g['matrix multiplies']:.1f} | {g['attention']:.1f} "
+            f"| {g['everything else']:.1f} |"
+        )
+    for name, table in tables.items():
+        lines += [f"\nTop operators, {name}:\n", "| operator | calls | ms | share |", "|---|---|---|---|"]
         lines += [
             f"| {o['op']} | {o['calls']:.0f} | {o['ms']:.2f} | {100 * o['share']:.1f} % |"
             for o in table["ops"]
         ]
+    return "\n".join(lines) + "\n"
+
+
+def solo(side: str, base: Path, model: str, repeats: int) -> dict[str, Any]:
+    """One side alone in this process: median user and system CPU ms and minor page faults per workload call."""
+    mod = import_renamed(base) if side == "base" else importlib.import_module
+    _, works = network_workloads(mod, model)
+    result = {}
+    for name, work in works.items():
+        work()
+        samples = []
+        for _ in range(repeats):
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            work()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            samples.append(
+                (
+                    1e3 * (after.ru_utime - before.ru_utime),
+                    1e3 * (after.ru_stime - before.ru_stime),
+                    after.ru_minflt - before.ru_minflt,
+                )
+            )
+        user, system, faults = (statistics.median(column) for column in zip(*samples, strict=True))
+        result[name] = {"user_ms": user, "sys_ms": system, "faults": faults}
+    return result
+
+
+def separate_processes(base: Path, model: str, processes: int, repeats: int) -> list[dict[str, Any]]:
+    """``solo`` for base and new in alternating fresh processes (no shared allocator state), ``processes`` each."""
+    runs: list[dict[str, Any]] = []
+    for _ in range(processes):
+        for side in ("base", "new"):
+            command = [sys.executable, __file__, "--base", str(base), "--solo", side, "--models", model]
+            command += ["--repeats", str(repeats)]
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
+            runs.append({"side": side, **json.loads(out.strip().splitlines()[-1])})
+    return runs
+
+
+def separate_markdown(runs: list[dict[str, Any]], model: str) -> str:
+    lines = [
+        f"\nThe same two workloads of {model}'s network, each side alone in a fresh process (processes alternate "
+        "base, new, …; median per call within a process, then median over processes). User time is the "
+        "computation; system time is mostly the kernel mapping fresh pages (minor page faults) for tensors the "
+        "allocator returned to the OS:\n",
+        "| workload | base user ms | new user ms | user speed-up | base sys ms | new sys ms | base faults | new faults |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in runs[0]:
+        if name == "side":
+            continue
+
+        def med(side: str, key: str, name: str = name) -> float:
+            return statistics.median(r[name][key] for r in runs if r["side"] == side)
+
+        lines.append(
+            f"| {name} | {med('base', 'user_ms'):.1f} | {med('new', 'user_ms'):.1f} | "
+            f"{med('base', 'user_ms') / med('new', 'user_ms'):.2f}× | {med('base', 'sys_ms'):.1f} | "
+            f"{med('new', 'sys_ms'):.1f} | {med('base', 'faults'):.0f} | {med('new', 'faults'):.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -278,8 +373,19 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="MODEL", help="also tabulate where MODEL's network time goes (top operators)"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="also time the --profile model's network with each side alone in N fresh processes",
+    )
+    parser.add_argument("--solo", choices=("base", "new"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.solo:  # a child of --processes: one side alone, one JSON line
+        sys.path.insert(0, str(REPO))
+        print(json.dumps(solo(args.solo, args.base, args.models.split(",")[0], args.repeats)))
+        return
     sys.path.insert(
         0, str(REPO)
     )  # the new package is this checkout's, whatever the environment has installed
@@ -307,15 +413,18 @@ def main() -> None:
         "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     table = to_markdown(rows, args.threads, args.repeats, meta)
-    profiles = None
+    profiles = processes = None
     if args.profile:
         profiles = profile_tables(mods, args.profile)
         table += profile_markdown(profiles, args.profile)
+        if args.processes:
+            processes = separate_processes(args.base, args.profile, args.processes, args.repeats)
+            table += separate_markdown(processes, args.profile)
     print(table, end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".json").write_text(
-            json.dumps({"meta": meta, "rows": rows, "profiles": profiles}, indent=1)
+            json.dumps({"meta": meta, "rows": rows, "profiles": profiles, "processes": processes}, indent=1)
         )
         args.out.with_suffix(".md").write_text(table)
 
