@@ -403,7 +403,12 @@ def main() -> None:
             rows += rows_for(mods, model, args.repeats, Path(tmp))
     meta = {
         "command": shlex.join(
-            [f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}", "python", *sys.argv]
+            [
+                f"{k}={v}"
+                for k, v in sorted(os.environ.items())
+                if k == "OMP_NUM_THREADS" or k.startswith("MALLOC_")
+            ]
+            + ["python", *sys.argv]
         ),
         **commits,
         "torch": torch.__version__,
