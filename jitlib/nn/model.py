@@ -152,7 +152,10 @@ def norm_modulate(norm: nn.Module, x: Tensor, shift: Tensor, scale: Tensor) -> T
     if not isinstance(norm, RMSNorm) or x.dtype != torch.float32:
         return modulate(norm(x), shift, scale)
     factor = norm.weight * (1 + scale)
-    return torch.addcmul(shift.unsqueeze(1), x * norm.inverse_rms(x), factor.unsqueeze(1))
+    normed = x * norm.inverse_rms(x)
+    recording = torch.is_grad_enabled() and any(t.requires_grad for t in (normed, factor, shift))
+    out = None if recording else normed  # inference: in place, no second (B, N, D) buffer
+    return torch.addcmul(shift.unsqueeze(1), normed, factor.unsqueeze(1), out=out)
 
 
 def sincos_pos_embed_2d(dim: int, grid_size: int, device: torch.device | str | None = None) -> Tensor:
@@ -439,33 +442,14 @@ class SwiGLUFFN(nn.Module):
         self.w12 = nn.Linear(dim, 2 * hidden, bias=True)
         self.ffn_dropout = nn.Dropout(drop)
         self.w3 = nn.Linear(hidden, dim, bias=True)
-        # zero channels that make the hidden width a multiple of 8 on a CPU (see `padded_forward`)
-        self.pad = -hidden % 8
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.pad and x.device.type == "cpu":
-            return self.padded_forward(x)
         gate, value = self.w12(x).chunk(2, dim=-1)
-        return self.w3(self.ffn_dropout(F.silu(gate) * value))
-
-    def padded_forward(self, x: Tensor) -> Tensor:
-        """``forward`` with the hidden width padded by zero channels to a multiple of 8: the same output, faster on a CPU.
-
-        The CPU matrix multiply is markedly slower on odd widths: JiT-tiny's w12 has 2·341 = 682 outputs, and on
-        this project's CPU (one thread, a (32, 68, 128) input) it took 5.8–7.0 ms against 4.6–4.8 ms for 688. Zero
-        rows of w12 give gate = value = 0 in the padded channels, SiLU(0)·0 = 0, and zero columns of w3 ignore them:
-        equal up to float rounding. Used on CPUs only (other devices unmeasured). The padding costs pad/hidden more
-        MLP multiply-adds (3/341 ≈ 0.9 % for JiT-tiny) than the model's count in ``jitlib.nn.flops``.
-        """
-        dim, hidden = self.w3.out_features, self.w3.in_features
-        w12 = F.pad(self.w12.weight.view(2, hidden, dim), (0, 0, 0, self.pad)).flatten(0, 1)
-        b12 = F.pad(self.w12.bias.view(2, hidden), (0, self.pad)).flatten()
-        gate, value = F.linear(x, w12, b12).chunk(2, dim=-1)
         if gate.requires_grad:
-            hidden_out = F.silu(gate) * value
-        else:  # inference: in place, in the matmul's own output, instead of two new (B, N, hidden) buffers
-            hidden_out = F.silu(gate, inplace=True).mul_(value)
-        return F.linear(self.ffn_dropout(hidden_out), F.pad(self.w3.weight, (0, self.pad)), self.w3.bias)
+            hidden = F.silu(gate) * value
+        else:  # inference: in place, in w12's own output, instead of two new (B, N, hidden) buffers
+            hidden = F.silu(gate, inplace=True).mul_(value)
+        return self.w3(self.ffn_dropout(hidden))
 
 
 class JiTBlock(nn.Module):
