@@ -19,9 +19,10 @@ crops, and timings. Beside them, at the same n: the floor (fresh crops of the re
 training photos) and the ceiling (Gaussian noise images). 8 samples per run go to data/results/photo_grid.png.
 
 Budget: sized for ONE thread of the shared 2-core machine (``--threads 1``); it prints and stores the measured times
-(``wall_seconds`` in total, ``setting_seconds`` per setting). The main setting took 2,757 s (46 min) of wall time on
-one thread while four other engineers shared the machine's two cores; the control is run on its own with
-``--settings control --resume``. Usage:
+(``wall_seconds`` in total, ``setting_seconds`` per setting). The stored main setting was run in one call together
+with the first control (2,757 s, 46 min, of wall time on one thread while four other engineers shared the machine's
+two cores); its ``setting_seconds`` is the sum of its measured parts (baselines, training, sampling, scoring). The
+control is run on its own, about 10 minutes per run, with ``--settings control --resume``. Usage:
 
     python scripts/photo_grid.py [--out data/results/photo_grid.json] [--settings main control] [--resume] [--keep DIR]
 

@@ -34,7 +34,20 @@ def test_every_target_and_seed_is_scored_at_the_same_n_with_floor_and_ceiling() 
         assert record["num_fake"] == recipe["num_fid"] and record["num_real"] == recipe["num_ref"]
     for run in GRID["runs"]:
         assert len(run["heldout_vloss"]) == len(recipe["loss_ts"])
+        if run["setting"] == "control":  # the raw weights beside the EMA (the first control's EMA failed it)
+            assert len(run["heldout_vloss_raw"]) == len(recipe["loss_ts"])
     assert (RESULTS / "photo_grid.png").is_file()
+
+
+def test_the_picture_has_a_row_for_every_run_and_the_real_and_noise_rows_of_each_setting() -> None:
+    from PIL import Image
+
+    names = GRID["strip_rows"]
+    expected = {f"{r['setting']} {r['pred']} seed {r['seed']}" for r in GRID["runs"]}
+    expected |= {f"{s} {k}" for s in ("main", "control") for k in ("held-out real", "noise")}
+    assert set(names) == expected and len(names) == len(expected)
+    width, height = Image.open(RESULTS / "photo_grid.png").size
+    assert (width, height) == (64 * GRID["recipe"]["num_stored"], 64 * len(names))
 
 
 def test_photos_small_is_the_best_x_run_with_its_measured_scores() -> None:
