@@ -9,7 +9,7 @@ than the width), two seeds per target, for 900 steps.
 Why the control is that long: a first control of 300 steps failed for every target, ε worst. The EMA (decay 0.995)
 starts from the initial weights, which still carry 0.995^300 ≈ 22 % of it after 300 steps; ε-prediction must output
 ε̂ ≈ z near t = 0, where sampling starts and x̂ = (z − (1 − t)·ε̂)/max(t, t_eps) divides its error by t (at most
-1/t_eps = 20×), so the shrunken EMA network could not sample while its raw weights already could. After 900 steps
+1/t_eps = 20×): it is the target an average still tied to the zero-output initial network hurts most. After 900 steps
 the initial weights weigh 0.995^900 ≈ 1 %. Every control run therefore also stores the held-out loss of its raw
 weights (``heldout_vloss_raw``) beside the EMA's.
 
