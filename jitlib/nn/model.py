@@ -442,14 +442,37 @@ class SwiGLUFFN(nn.Module):
         self.w12 = nn.Linear(dim, 2 * hidden, bias=True)
         self.ffn_dropout = nn.Dropout(drop)
         self.w3 = nn.Linear(hidden, dim, bias=True)
+        # zero channels that make the hidden width a multiple of 8 on a CPU (see `padded_forward`)
+        self.pad = -hidden % 8
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.pad and x.device.type == "cpu":
+            return self.padded_forward(x)
         gate, value = self.w12(x).chunk(2, dim=-1)
-        if gate.requires_grad:
-            hidden = F.silu(gate) * value
-        else:  # inference: in place, in w12's own output, instead of two new (B, N, hidden) buffers
-            hidden = F.silu(gate, inplace=True).mul_(value)
-        return self.w3(self.ffn_dropout(hidden))
+        return self.w3(self.ffn_dropout(silu_gate(gate, value)))
+
+    def padded_forward(self, x: Tensor) -> Tensor:
+        """``forward`` with the hidden width padded by zero channels to a multiple of 8: the same output, faster on a CPU.
+
+        The CPU matrix multiply is slower on odd widths: JiT-tiny's w12 has 2·341 = 682 outputs, and on this
+        project's CPU (one thread, a (32, 68, 128) input) it took 5.8–7.0 ms against 4.6–4.8 ms for 688. Zero
+        rows of w12 give gate = value = 0 in the padded channels, SiLU(0)·0 = 0, and zero columns of w3 ignore them:
+        equal up to float rounding. Used on CPUs only (other devices unmeasured). The padding costs pad/hidden more
+        MLP multiply-adds (3/341 ≈ 0.9 % for JiT-tiny) than the model's count in ``jitlib.nn.flops``.
+        """
+        dim, hidden = self.w3.out_features, self.w3.in_features
+        w12 = F.pad(self.w12.weight.view(2, hidden, dim), (0, 0, 0, self.pad)).flatten(0, 1)
+        b12 = F.pad(self.w12.bias.view(2, hidden), (0, self.pad)).flatten()
+        gate, value = F.linear(x, w12, b12).chunk(2, dim=-1)
+        hidden_out = self.ffn_dropout(silu_gate(gate, value))
+        return F.linear(hidden_out, F.pad(self.w3.weight, (0, self.pad)), self.w3.bias)
+
+
+def silu_gate(gate: Tensor, value: Tensor) -> Tensor:
+    """SiLU(gate) ⊙ value; at inference computed in place in ``gate`` (two fewer (B, N, hidden) buffers)."""
+    if gate.requires_grad or value.requires_grad:
+        return F.silu(gate) * value
+    return F.silu(gate, inplace=True).mul_(value)
 
 
 class JiTBlock(nn.Module):
