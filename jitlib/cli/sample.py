@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from jitlib.artifact import load
+from jitlib.artifact import SHIPPED, load
 from jitlib.cli.options import (
     Command,
     add_sampler_options,
@@ -19,14 +19,15 @@ from jitlib.cli.options import (
 from jitlib.evaluation.generate import class_labels, generate, generate_shards, save_grid, save_npz, save_pngs
 from jitlib.training.checkpoint import check_writable
 
-HELP = """\
+HELP = f"""\
 Generate images from a trained model and write a PNG grid, an .npz, one PNG per image and/or resumable .npz shards.
 
-SOURCE is a run folder or checkpoint file, an artifact folder (jitlib export), a shipped model (digits-small) or an
+SOURCE is a run folder or checkpoint file, an artifact folder (jitlib export), a shipped model ({', '.join(SHIPPED)}) or an
 official JiT .pth. The noise scale, target, t_eps and sampler defaults stored with the model are used.
 
 examples:
-  jitlib sample digits-small --num 20 --grid digits.png      # the shipped model
+  jitlib sample digits-small --num 20 --grid digits.png      # a shipped model (32-px digits)
+  jitlib sample photos-small --num 16 --grid photos.png      # a shipped model (64-px photographs)
   jitlib sample runs/tiny-digits --labels 3 3 3 7 7 7 --cfg-scale 3 --grid threes.png
   jitlib sample runs/jit-b16 --num 50000 --shards samples/ --ema 0.9996 --cfg-scale 2.9   # rerun to resume
   jitlib sample exported/jit-b16/ --labels 207 360 387 --steps 50
