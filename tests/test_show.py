@@ -31,10 +31,10 @@ def file_lines(view: SourceView) -> list[str]:
 def test_a_function_is_shown_verbatim_with_its_file_and_lines() -> None:
     view = show_source(modulate)
     assert view.code == inspect.getsource(modulate).rstrip()
-    assert view.path == "jitlib/nn/model.py" and view.name == "jitlib.nn.model.modulate"
+    assert view.path == "jitlib/nn/layers.py" and view.name == "jitlib.nn.layers.modulate"
     (start, end), *rest = view.spans
     assert not rest and file_lines(view)[start - 1 : end] == view.code.splitlines()
-    assert view.caption() == f"`jitlib.nn.model.modulate` — `jitlib/nn/model.py`, lines {start}–{end}"
+    assert view.caption() == f"`jitlib.nn.layers.modulate` — `jitlib/nn/layers.py`, lines {start}–{end}"
 
 
 def test_the_shown_code_is_the_code_that_runs() -> None:
@@ -95,7 +95,7 @@ def test_a_whole_class_is_shown_in_full() -> None:
 def test_ipython_displays_it_as_markdown() -> None:
     formatters = pytest.importorskip("IPython.core.formatters")
     data, _ = formatters.format_display_data(show_source(modulate))
-    assert data["text/markdown"].startswith("`jitlib.nn.model.modulate`")
+    assert data["text/markdown"].startswith("`jitlib.nn.layers.modulate`")
     assert "```python\ndef modulate(" in data["text/markdown"]
 
 

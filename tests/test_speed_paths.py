@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import jitlib.nn.model
+import jitlib.nn.layers
 from jitlib.cli.bench import (
     conv_patch_embed,
     explicit_fp32_attention,
@@ -88,7 +88,7 @@ def test_network_with_sdpa_equals_network_with_explicit_attention(monkeypatch: p
     net, (x, t, y) = random_net(), inputs()
     fast = net(x, t, y)
     monkeypatch.setattr(
-        jitlib.nn.model.F,
+        jitlib.nn.layers.F,
         "scaled_dot_product_attention",
         lambda q, k, v, dropout_p=0.0: explicit_fp32_attention(q, k, v),
     )
