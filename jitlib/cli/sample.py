@@ -22,7 +22,7 @@ from jitlib.training.checkpoint import check_writable
 HELP = f"""\
 Generate images from a trained model and write a PNG grid, an .npz, one PNG per image and/or resumable .npz shards.
 
-SOURCE is a run folder or checkpoint file, an artifact folder (jitlib export), a shipped model ({', '.join(SHIPPED)}) or an
+SOURCE is a run folder or checkpoint file, an artifact folder (jitlib export), a shipped model ({", ".join(SHIPPED)}) or an
 official JiT .pth. The noise scale, target, t_eps and sampler defaults stored with the model are used.
 
 examples:
