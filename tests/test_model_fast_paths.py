@@ -201,3 +201,20 @@ def test_labels_are_checked_once_per_tensor_and_again_after_a_change():
         net(x, t, y)
     with pytest.raises(ValueError, match="class id -1 out of range"):
         net(x, t, torch.tensor([0, -1, 1]))
+
+
+def test_a_sample_reads_no_time_values_from_the_device(monkeypatch):
+    """sample() checks its time grid once (Python floats) and steps inside ``trusted_t``: a 6-step guided Heun sample
+    of a real network calls check_t zero times; the same conversions outside the sampler still check."""
+    calls = []
+    real = interpolation.check_t
+    monkeypatch.setattr(interpolation, "check_t", lambda t: calls.append(1) or real(t))
+    net = random_net()
+    denoiser = Denoiser(net, target="x", t_eps=0.05)
+    z = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([1, 2])
+    out = sample(denoiser, z, steps=6, labels=y, null_label=10, cfg_scale=2.0, cfg_interval=(0.0, 1.0))
+    assert torch.isfinite(out).all() and calls == []
+    denoiser(z, torch.full((2,), 0.5), y)  # outside the sampler: the first use of a t tensor reads it
+    assert calls == [1]
+    assert not interpolation._TRUSTED_T.get()  # the block ended with the sample

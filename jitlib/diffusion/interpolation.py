@@ -11,9 +11,12 @@ it the x → v conversion v = (x̂ − z)/(1 − t) would weight the x-error by 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
 import weakref
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -32,7 +35,8 @@ def expand_t(t: Tensor, like: Tensor) -> Tensor:
 
     The range check reads t's values (a device sync on a GPU) once per tensor: the conversions of one prediction
     or one loss all pass the same t, and only the first call reads it (:func:`check_t`); a tensor changed in place
-    since is read again.
+    since is read again. Inside :func:`trusted_t` (the sampler's loop, which checked its time grid once) it reads
+    nothing.
     """
     if t.dim() != 1 or like.dim() < 1 or t.shape[0] != like.shape[0]:
         raise ValueError(
@@ -41,7 +45,7 @@ def expand_t(t: Tensor, like: Tensor) -> Tensor:
         )
     ref, version = _LAST_CHECKED_T
     fresh = ref is None or ref() is not t or version != t._version
-    if fresh and t.device.type != "meta" and not torch.compiler.is_compiling():
+    if fresh and not _TRUSTED_T.get() and t.device.type != "meta" and not torch.compiler.is_compiling():
         check_t(t)
         _LAST_CHECKED_T[:] = [weakref.ref(t), t._version]
     return t.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
@@ -49,6 +53,21 @@ def expand_t(t: Tensor, like: Tensor) -> Tensor:
 
 # [weak reference to the last time tensor found in range, its version counter]
 _LAST_CHECKED_T: list = [None, -1]
+_TRUSTED_T: contextvars.ContextVar[bool] = contextvars.ContextVar("jitlib_trusted_t", default=False)
+
+
+@contextlib.contextmanager
+def trusted_t() -> Iterator[None]:
+    """Within the block, :func:`expand_t` does not read t's values: the caller built every t from times it checked.
+
+    Validation at the edge: :func:`~jitlib.diffusion.sampling.sample` checks its time grid (Python floats) once and
+    runs its steps inside this block, so a 50-step sample reads no t from the device.
+    """
+    token = _TRUSTED_T.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED_T.reset(token)
 
 
 def check_t(t: Tensor) -> Tensor:
