@@ -322,11 +322,11 @@ class SwiGLUFFN(nn.Module):
         self.w12 = nn.Linear(dim, 2 * hidden, bias=True)
         self.ffn_dropout = nn.Dropout(drop)
         self.w3 = nn.Linear(hidden, dim, bias=True)
-        # zero channels that make the hidden width a multiple of 8 on a CPU (see `padded_forward`)
+        # zero channels that make the hidden width a multiple of 8 when sampling on a CPU (see `padded_forward`)
         self.pad = -hidden % 8
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.pad and x.device.type == "cpu":
+        if self.pad and x.device.type == "cpu" and not torch.is_grad_enabled():
             return self.padded_forward(x)
         gate, value = self.w12(x).chunk(2, dim=-1)
         return self.w3(self.ffn_dropout(silu_gate(gate, value)))
@@ -337,8 +337,10 @@ class SwiGLUFFN(nn.Module):
         The CPU matrix multiply is slower on odd widths: JiT-tiny's w12 has 2·341 = 682 outputs, and on this
         project's CPU (one thread, a (32, 68, 128) input) it took 5.8–7.0 ms against 4.6–4.8 ms for 688. Zero
         rows of w12 give gate = value = 0 in the padded channels, SiLU(0)·0 = 0, and zero columns of w3 ignore them:
-        equal up to float rounding. Used on CPUs only (other devices unmeasured). The padding costs pad/hidden more
-        MLP multiply-adds (3/341 ≈ 0.9 % for JiT-tiny) than the model's count in ``jitlib.nn.flops``.
+        equal up to float rounding. Used on CPUs only (other devices unmeasured) and without autograd (sampling):
+        training keeps the plain layer, so what autograd saves is the model's own (:mod:`jitlib.training.budget`
+        counts it exactly). The padding costs pad/hidden more MLP multiply-adds (3/341 ≈ 0.9 % for JiT-tiny) than
+        the model's count in ``jitlib.nn.flops``.
         """
         dim, hidden = self.w3.out_features, self.w3.in_features
         w12 = F.pad(self.w12.weight.view(2, hidden, dim), (0, 0, 0, self.pad)).flatten(0, 1)
