@@ -1,6 +1,6 @@
 """Streaming generation keeps memory flat: the peak RSS of 2,000 images written as shards is that of 200 images.
 
-Measured in a fresh Python process (``resource.getrusage`` peak RSS, which only grows), on a 1-block, 32-wide JiT at
+Measured in a fresh Python process (peak RSS: ``VmHWM`` on Linux, ``ru_maxrss`` elsewhere; it only grows), on a 1-block, 32-wide JiT at
 64×64 RGB with one Euler step, so sampling costs little and the images dominate memory: 2,000 images hold 98 MB as
 float32. The process first streams 200 then 2,000 images to shards (64 per shard), then keeps 200 then 2,000 images
 in memory with :func:`~jitlib.evaluation.generate.generate`, the path that cannot reach FID-50K at 512 px.
@@ -34,7 +34,13 @@ CHILD = textwrap.dedent(
     scale = 1024 if sys.platform != "darwin" else 1024 * 1024  # ru_maxrss: KiB on Linux, bytes on macOS
 
     def peak_mb():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+        # Linux: VmHWM, the peak of this process's own memory map. ru_maxrss would not do: Linux carries it over
+        # exec from the parent, so a child of a large pytest process starts at the parent's peak.
+        try:
+            with open("/proc/self/status") as status:
+                return next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration):
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
