@@ -19,8 +19,6 @@ The EMA rule lives here once (:func:`choose_variant`): an explicit choice must e
 from __future__ import annotations
 
 import json
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,7 +31,7 @@ from torch import Tensor
 from jitlib.diffusion.denoiser import Denoiser
 from jitlib.diffusion.interpolation import default_noise_scale
 from jitlib.evaluation.generate import Pipeline
-from jitlib.integrity import SUMS_FILE, is_complete, sha256, verify, write_sums
+from jitlib.integrity import SUMS_FILE, sha256, verify, write_sums
 from jitlib.nn.model import JiT, JiTConfig
 from jitlib.nn.registry import get_config
 from jitlib.nn.weights import check_state_dict, read_official_checkpoint
@@ -42,7 +40,6 @@ from jitlib.training.config import (
     Config,
     DiffusionConfig,
     SampleConfig,
-    apply_overrides,
     build_section,
     default_ema,
     from_dict,
@@ -86,7 +83,8 @@ def choose_variant(variants: list[str], ema: str | float | None, default: str, s
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where the weights come from: data set, training steps, the command, the training config, measurements."""
+    """Where the weights come from: data set, training steps, the command, the training config, measurements and
+    the code version (:func:`jitlib.shipped.code_version`; ``{}`` on cards written before it was recorded)."""
 
     dataset: str = ""
     steps: int = 0
@@ -95,6 +93,17 @@ class Provenance:
         default_factory=dict
     )  # Config.to_dict() of the run; {} if unknown
     measured: dict[str, Any] = field(default_factory=dict)  # e.g. seconds, final_loss, torch version
+    code: dict[str, Any] = field(default_factory=dict)  # commit, dirty, changed; or commit None and a reason
+
+    @property
+    def code_summary(self) -> str:
+        """The code version in one phrase: the commit (and whether jitlib/ had uncommitted changes), or why not."""
+        if not self.code:
+            return "code version not recorded"
+        if not self.code.get("commit"):
+            return f"code version unknown ({self.code.get('reason') or 'no reason recorded'})"
+        dirty = " with uncommitted changes to jitlib/" if self.code.get("dirty") else ""
+        return f"commit {str(self.code['commit'])[:12]}{dirty}"
 
 
 @dataclass(frozen=True)
@@ -294,16 +303,19 @@ class Artifact:
 
 
 def load(source: str | Path) -> Artifact:
-    """The model at ``source``: an artifact folder, a run folder, a checkpoint file, a shipped asset name or an official .pth."""
+    """The model at ``source``: an artifact folder, a run folder, a checkpoint file, a shipped model's name
+    (:mod:`jitlib.shipped`) or an official .pth."""
     path = Path(source)
     if not path.exists():
-        if str(source) in RECIPES:
-            return load_or_train(str(source), progress=False)
-        if str(source) in EXPORTED:
-            return load_exported(str(source))
+        from jitlib import shipped
+
+        if str(source) in shipped.RECIPES:
+            return shipped.load_or_train(str(source), progress=False)
+        if str(source) in shipped.EXPORTED:
+            return shipped.load_exported(str(source))
         raise FileNotFoundError(
             f"{str(source)!r} does not exist; give a run folder, a checkpoint file, an artifact folder, "
-            f"an official .pth, or a shipped model ({', '.join(SHIPPED)})"
+            f"an official .pth, or a shipped model ({', '.join(shipped.SHIPPED)})"
         )
     if path.is_dir() and (path / CONFIG_FILE).is_file() and not (path / LAST).exists():
         return _from_folder(path)
@@ -420,184 +432,39 @@ def _class_names(dataset: str, num_classes: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Shipped assets: how each is made, and the load-or-train switch
+# The shipped models live in jitlib.shipped, which imports this module; their names stay importable from here
 # ---------------------------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a shipped model is made: a complete training config (no preset, so later preset edits cannot change
-    it) and ``keep``, the weight variants shipped."""
-
-    config: dict[str, Any]
-    keep: tuple[str, ...]  # "model" and/or EMA decay keys, e.g. ("model", "0.995", "0.998")
-
-
-RECIPES: dict[str, Recipe] = {
-    "digits-small": Recipe(
-        config={
-            # 0.74M parameters (hidden 96): three float16 copies of the weights stay under 5 MB.
-            "model": {"name": "JiT-tiny/8", "arch": {"hidden_size": 96}},
-            "data": {
-                "name": "digits",
-                "image_size": 32,
-                "flip": False,
-                "num_workers": 0,
-                "pin_memory": False,
-            },
-            "diffusion": {
-                "pred": "x",
-                "loss": "v",
-                "t_dist": "logit_normal",
-                "t_mu": -0.8,
-                "t_sigma": 0.8,
-                "noise_scale": 1.0,
-                "t_eps": 0.05,
-                "label_drop": 0.1,
-            },
-            "optim": {
-                "lr": 1.0e-3,
-                "betas": [0.9, 0.95],
-                "weight_decay": 0.0,
-                "warmup_epochs": 2,
-                "schedule": "cosine",
-                "min_lr": 1.0e-4,
-            },
-            "train": {
-                "batch_size": 64,
-                "epochs": 30,
-                "steps": 1400,  # 50 epochs of the 1,797 digits
-                "ema_decays": [0.99, 0.995, 0.998],
-                "precision": "auto",  # fp32 on a CPU, where the shipped weights were trained
-                "seed": 0,
-                "ckpt_every": 200,
-                "log_every": 10,
-                "progress": False,
-            },
-            "sample": {"method": "heun", "steps": 50, "cfg_scale": 2.0, "cfg_interval": [0.1, 1.0]},
-        },
-        keep=(RAW, "0.995", "0.998"),
-    ),
-}
+_SHIPPED_NAMES = frozenset(
+    {
+        "EXPORTED",
+        "RECIPES",
+        "SHIPPED",
+        "Recipe",
+        "load_exported",
+        "load_or_train",
+        "recipe_config",
+        "train_checkpoint",
+    }
+)
 
 
-# Shipped models that are not trained by a recipe here but exported from an experiment's run, with the commands that
-# make them (they need the experiment's kept checkpoints, so a missing folder is an error, not a reason to train).
-EXPORTED: dict[str, str] = {
-    "photos-small": (
-        "python scripts/photo_grid.py --keep runs/photo-grid && "
-        "python scripts/photo_artifact.py --keep runs/photo-grid"
-    ),
-}
-SHIPPED: tuple[str, ...] = (*RECIPES, *EXPORTED)  # every name load() accepts
+def __getattr__(name: str) -> Any:
+    """``from jitlib.artifact import load_or_train`` (and the other names of :mod:`jitlib.shipped`) still works."""
+    if name in _SHIPPED_NAMES:
+        from jitlib import shipped
 
-
-def load_exported(name: str) -> Artifact:
-    """Shipped model ``name`` of :data:`EXPORTED` from its folder (SHA-256 verified); a one-line error naming the
-    command that makes it when the folder is missing."""
-    if name not in EXPORTED:
-        raise ValueError(f"unknown exported model {name!r}; valid: {', '.join(EXPORTED)}")
-    folder = ASSET_DIR / name
-    if not is_complete(folder):
-        raise FileNotFoundError(
-            f"shipped model {name!r} is missing from {folder}; make it with: {EXPORTED[name]}"
-        )
-    return _from_folder(folder)
-
-
-def _recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise ValueError(f"unknown shipped model {name!r}; valid: {', '.join(RECIPES)}")
-    return RECIPES[name]
-
-
-def recipe_config(name: str, output_dir: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Config:
-    """The training config of shipped model ``name`` with ``overrides`` (``section.key=value``), writing to ``output_dir``."""
-    values = apply_overrides(_recipe(name).config, [*overrides, f"train.output_dir={output_dir}"])
-    return from_dict(values)
-
-
-def train_checkpoint(
-    name: str, out_dir: str | Path, *, overrides: tuple[str, ...] | list[str] = (), progress: bool = True
-) -> Path:
-    """Train shipped model ``name`` from its recipe with the jitlib Trainer and save it as a float16 artifact.
-
-    The run's own files (training checkpoint, logs) go to a temporary folder; ``overrides`` (e.g.
-    ``["train.steps=2"]`` in tests) change the recipe.
-    """
-    from jitlib.training.trainer import Trainer
-
-    recipe = _recipe(name)
-    with tempfile.TemporaryDirectory(prefix=f"jitlib-{name}-") as run_dir:
-        trainer = Trainer(recipe_config(name, run_dir, overrides))
-
-        def report(info: Any) -> None:
-            if progress and (info.step % 100 == 0 or info.step == info.total_steps):
-                print(f"{name}: step {info.step}/{info.total_steps}, loss {info.loss:.4f}", file=sys.stderr)
-
-        result = trainer.fit(callback=report)
-        tail = result.losses[-min(50, len(result.losses)) :]
-        artifact = load(result.checkpoint)
-        measured = {
-            "seconds": round(result.elapsed, 1),
-            "final_loss": sum(tail) / len(tail),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        }
-        command = f"python scripts/train_small_checkpoint.py --name {name}" + "".join(
-            f" --override {item}" for item in overrides
-        )
-        provenance = replace(artifact.card.provenance, command=command, measured=measured)
-        provenance.training_config["train"]["output_dir"] = f"runs/{name}"  # the temporary folder is gone
-        artifact.card = replace(artifact.card, provenance=provenance)
-        return artifact.save_pretrained(out_dir, variants=recipe.keep, dtype="float16")
-
-
-def load_or_train(
-    name: str = "digits-small",
-    train: bool = False,
-    *,
-    cache: str | Path | None = None,
-    overrides: tuple[str, ...] | list[str] = (),
-    progress: bool = True,
-) -> Artifact:
-    """Shipped model ``name``: its files (SHA-256 verified), or — when ``train`` or when they are missing — freshly
-    trained with :func:`train_checkpoint` into ``cache/<name>`` (default ``$JITLIB_CACHE/pretrained``).
-
-    A corrupt shipped file is an error (ValueError naming it), not a reason to retrain silently.
-    """
-    from jitlib.evaluation.metrics import cache_dir
-
-    _recipe(name)
-    trained = (Path(cache) if cache is not None else cache_dir() / "pretrained") / name
-    if not train:
-        for folder in (ASSET_DIR / name, trained):
-            if is_complete(folder):
-                return _from_folder(folder)
-        if progress:
-            print(
-                f"{name}: no shipped or cached model found; training it (minutes on a CPU)", file=sys.stderr
-            )
-    if trained.exists():
-        import shutil
-
-        shutil.rmtree(trained)  # an incomplete cache folder of jitlib's own making
-    train_checkpoint(name, trained, overrides=overrides, progress=progress)
-    return _from_folder(trained)
+        return getattr(shipped, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "CONFIG_FILE",
     "FORMAT_VERSION",
     "RAW",
-    "EXPORTED",
-    "RECIPES",
-    "SHIPPED",
     "Artifact",
     "ModelCard",
     "Provenance",
-    "load_exported",
     "choose_variant",
     "load",
-    "load_or_train",
 ]

@@ -1,11 +1,13 @@
-"""Regenerate a checkpoint shipped in jitlib/assets (default: digits-small) with jitlib.artifact.train_checkpoint (an artifact folder).
+"""Regenerate a checkpoint shipped in jitlib/assets (default: digits-small) with jitlib.shipped.train_checkpoint (an artifact folder).
 
     python scripts/train_small_checkpoint.py                      # ~12 min on 1 busy CPU thread; rewrites the assets
     python scripts/train_small_checkpoint.py --out /tmp/ds --override train.steps=20   # a quick dry run elsewhere
 
-The same function trains the checkpoint when ``jitlib.artifact.load_or_train(name, train=True)`` is called or the
+The same function trains the checkpoint when ``jitlib.shipped.load_or_train(name, train=True)`` is called or the
 shipped files are missing. One thread is the default: on a shared 2-core machine a second thread made each step
 several times slower (threads spinning against other processes), and fp32 CPU results do not depend on it.
+The card records the git commit of the jitlib tree it trained from and whether jitlib/ (assets aside) had
+uncommitted changes (``provenance.code``): retrain shipped files from a clean, committed tree.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from jitlib.artifact import ASSET_DIR, RECIPES, train_checkpoint
+from jitlib.artifact import ASSET_DIR, load
 from jitlib.integrity import SUMS_FILE, verify
+from jitlib.shipped import RECIPES, train_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     out = train_checkpoint(args.name, args.out or ASSET_DIR / args.name, overrides=args.override)
     verify(out)
     print((out / SUMS_FILE).read_text(), end="")
-    print(f"wrote {out}", file=sys.stderr)
+    print(f"wrote {out} ({load(out).card.provenance.code_summary})", file=sys.stderr)
     return 0
 
 

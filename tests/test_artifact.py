@@ -70,7 +70,14 @@ def unusual_card() -> ModelCard:
         variants=("model", "0.9"),
         default_ema="model",
         class_names=("cat", "dog", "eel"),
-        provenance=Provenance("shapes", 123, "jitlib train x", {"train": {"seed": 3}}, {"seconds": 1.5}),
+        provenance=Provenance(
+            "shapes",
+            123,
+            "jitlib train x",
+            {"train": {"seed": 3}},
+            {"seconds": 1.5},
+            {"commit": "ab12", "dirty": True},
+        ),
         dtype="bfloat16",
         format_version=FORMAT_VERSION,
     )

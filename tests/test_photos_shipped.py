@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import jitlib
-from jitlib import artifact
+from jitlib import artifact, shipped
 from jitlib.cli import main
 
 ASSET = Path(artifact.ASSET_DIR) / "photos-small"
@@ -24,7 +24,7 @@ def test_photos_small_loads_by_name_as_the_shipped_folder() -> None:
     by_name, by_path = jitlib.load("photos-small"), jitlib.load(ASSET)
     assert by_name.folder == ASSET and by_name.card == by_path.card
     assert by_name.card.provenance.dataset == "photos" and by_name.card.diffusion.pred == "x"
-    assert "photos-small" in artifact.SHIPPED and "digits-small" in artifact.SHIPPED
+    assert "photos-small" in shipped.SHIPPED and "digits-small" in shipped.SHIPPED
 
 
 def test_an_unknown_name_lists_every_shipped_model() -> None:
@@ -37,7 +37,7 @@ def test_an_unknown_name_lists_every_shipped_model() -> None:
 
 def test_a_missing_exported_folder_names_the_command_that_makes_it(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(artifact, "ASSET_DIR", tmp_path)  # an install without the folder
-    with pytest.raises(FileNotFoundError, match=re.escape(artifact.EXPORTED["photos-small"])):
+    with pytest.raises(FileNotFoundError, match=re.escape(shipped.EXPORTED["photos-small"])):
         jitlib.load("photos-small")
 
 

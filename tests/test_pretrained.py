@@ -1,25 +1,22 @@
 """The shipped checkpoint: SHA-256 verified before loading, refused when corrupt, retrained when missing."""
 
+import json
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 
 from jitlib import artifact as pretrained
-from jitlib.artifact import (
-    ASSET_DIR,
-    CONFIG_FILE,
-    RECIPES,
-    STORAGE_DTYPE,
-    load,
-    load_or_train,
-    recipe_config,
-    variant_file,
-)
+from jitlib import shipped
+from jitlib.artifact import ASSET_DIR, CONFIG_FILE, STORAGE_DTYPE, ModelCard, load, variant_file
 from jitlib.evaluation.generate import class_labels, generate
 from jitlib.integrity import SUMS_FILE, is_complete, verify
+from jitlib.shipped import RECIPES, code_version, load_or_train, recipe_config
 from jitlib.training.trainer import Trainer
 
+ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ASSET_DIR / "digits-small"
 # A two-step, two-block version of the recipe: the same code path in seconds.
 TINY = ["train.steps=2", "model.arch.depth=2", "train.batch_size=16"]
@@ -77,8 +74,11 @@ def test_missing_or_malformed_sums_are_reported(tmp_path) -> None:
 def test_load_or_train_round_trip(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(pretrained, "ASSET_DIR", tmp_path / "nothing-shipped")
     cache = tmp_path / "cache"
+    expected_code = git_code_version()  # before training, as train_checkpoint reads it
     model = load_or_train("digits-small", cache=cache, overrides=TINY, progress=False)
     assert model.folder == cache / "digits-small" and model.card.provenance.steps == 2
+    assert model.card.provenance.code == expected_code  # the commit this test runs from, read by git itself
+    assert model.card.provenance.measured["torch"] == torch.__version__
     verify(model.folder)
     stamp = (model.folder / SUMS_FILE).stat().st_mtime_ns
     again = load_or_train("digits-small", cache=cache, overrides=TINY, progress=False)
@@ -104,3 +104,64 @@ def test_load_or_train_round_trip(tmp_path, monkeypatch) -> None:
         from_checkpoint = load(path).pipeline(variant).net.state_dict()
         for key, tensor in again.net(variant).state_dict().items():
             torch.testing.assert_close(from_checkpoint[key], tensor, rtol=0, atol=0)
+
+
+def git_code_version() -> dict:
+    """What ``code_version`` should record for this checkout, asked of git directly (None: not a git checkout)."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return code_version()  # no git here: the reason is checked in test_code_version_outside_a_checkout
+    status = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all", "--", "jitlib"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    changed = sorted(
+        line[3:] for line in status.stdout.splitlines() if not line[3:].startswith("jitlib/assets/")
+    )
+    return {"commit": head.stdout.strip(), "dirty": bool(changed), "changed": changed}
+
+
+def test_code_version_is_the_checkout_commit() -> None:
+    recorded = code_version()
+    assert recorded == git_code_version()
+    if recorded["commit"] is not None:
+        assert len(recorded["commit"]) == 40 and all(c in "0123456789abcdef" for c in recorded["commit"])
+
+
+def test_code_version_outside_a_checkout(tmp_path, monkeypatch) -> None:
+    (tmp_path / "__init__.py").write_text("")  # a package copied out of any repository, as in a wheel
+    recorded = code_version(tmp_path)
+    assert recorded["commit"] is None and "not tracked by git" in recorded["reason"]
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "git")
+
+    monkeypatch.setattr(shipped.subprocess, "run", no_git)
+    recorded = code_version()
+    assert recorded["commit"] is None and "git could not be run" in recorded["reason"]
+
+
+def test_cards_without_a_code_version_load_and_say_so(tmp_path) -> None:
+    """The card shipped before the code version was recorded (no ``provenance.code``) still loads."""
+    record = json.loads((SHIPPED / CONFIG_FILE).read_text())
+    record["provenance"].pop("code", None)
+    card = ModelCard.from_json(json.dumps(record))
+    assert card.provenance.code == {} and card.provenance.code_summary == "code version not recorded"
+    clean = pretrained.Provenance(code={"commit": "0123456789abcdef" * 2 + "01234567", "dirty": False})
+    assert clean.code_summary == "commit 0123456789ab"
+    dirty = pretrained.Provenance(code={"commit": "f" * 40, "dirty": True, "changed": ["jitlib/nn/model.py"]})
+    assert dirty.code_summary == "commit ffffffffffff with uncommitted changes to jitlib/"
+    unknown = pretrained.Provenance(code={"commit": None, "reason": "an installed copy"})
+    assert unknown.code_summary == "code version unknown (an installed copy)"
+
+
+def test_shipped_names_moved_to_jitlib_shipped_stay_importable_from_artifact() -> None:
+    """jitlib.shipped owns them (documented once, there); ``from jitlib.artifact import ...`` still finds them."""
+    moved = set(shipped.__all__) - {"code_version"}
+    assert not set(shipped.__all__) & set(pretrained.__all__)
+    for name in moved:
+        assert getattr(pretrained, name) is getattr(shipped, name)
+    with pytest.raises(AttributeError, match="no attribute 'code_version'"):
+        pretrained.code_version  # noqa: B018 -- only the names that used to live in jitlib.artifact
