@@ -5,7 +5,11 @@ one process to a norm-wise relative error ‖a − b‖ / ‖b‖ ≤ 1e-5 per t
 1e-5 relative. A resumed run repeats exactly what the uninterrupted run of the same strategy computes: checkpoints
 (weights, EMAs, optimizer state, step, every rank's RNG state) are compared with ``torch.equal``.
 
-This file is also the worker that torchrun starts: ``python tests/test_fsdp.py OUT STRATEGY [--resume] [--delay S]``.
+``Trainer.generator`` (sampling mid-run or after it) returns on every rank a plain network with the full weights: the
+uninterrupted runs save what it returns, and rank 0 samples from it after the process group is gone.
+
+This file is also the worker that torchrun starts:
+``python tests/test_fsdp.py OUT STRATEGY [--resume] [--delay S] [--generator]``.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ import torch
 from jitlib.training.checkpoint import load_checkpoint
 
 STEPS = 8
+EMAS = ("0.9", "0.99")
+SAMPLES = 4  # images sampled from the EMA 0.99 generator (smoke-digits' sampler: 3 Heun steps, CFG 1.5)
 OVERRIDES = [  # on top of smoke-digits: a 1-block, 32-wide JiT on 16×16 digits
     f"train.steps={STEPS}",
     "train.ckpt_every=2",
-    "train.ema_decays=[0.9,0.99]",
+    f"train.ema_decays=[{','.join(EMAS)}]",
     "optim.lr=3e-3",
     "optim.schedule=cosine",
     "data.flip=true",
@@ -52,7 +58,25 @@ def worker(argv: list[str]) -> None:
     )
     trainer = Trainer(config, resume=out if "--resume" in argv else None)
     trainer.fit(callback=lambda info: time.sleep(delay))  # the delay only gives a test time to kill the run
+    if "--generator" not in argv:
+        dist.shutdown()
+        return
+    # Every rank builds the samplers together (gathering FSDP2 shards is collective), then the process group is
+    # destroyed: the sample below runs on rank 0 alone, where any collective call or DTensor op would raise.
+    pipes = {ema: trainer.generator(ema) for ema in ("model", *EMAS)}
+    found = {
+        ema: {k: v.detach().clone() for k, v in pipe.net.state_dict().items()} for ema, pipe in pipes.items()
+    }
+    tensors_of = [t for pipe in pipes.values() for t in (*pipe.net.parameters(), *pipe.net.buffers())]
+    found["sharded"] = any(hasattr(t, "device_mesh") for t in tensors_of)
+    found["devices"] = sorted({str(t.device) for t in tensors_of})
     dist.shutdown()
+    if trainer.dist.is_main:
+        from jitlib.evaluation.generate import generate
+
+        found["process_group"] = torch.distributed.is_initialized()
+        found["sample"] = generate(pipes[EMAS[-1]], torch.arange(SAMPLES) % 10, seed=0)
+    torch.save(found, Path(out) / f"generator-rank{trainer.dist.rank}.pt")
 
 
 def command(out: Path, strategy: str, processes: int, *extra: str) -> list[str]:
@@ -98,7 +122,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     jobs = {"one": ("ddp", 1), "ddp": ("ddp", 2), "fsdp": ("fsdp", 2)}
     procs = {
         name: subprocess.Popen(
-            command(root / name, strategy, n),
+            command(root / name, strategy, n, "--generator"),
             env=ENV,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -127,6 +151,36 @@ def test_fsdp_equals_ddp_equals_one_process(runs: dict[str, Path]) -> None:
         for key in tb:
             error = ((ta[key] - tb[key]).norm() / tb[key].norm().clamp_min(1e-12)).item()
             assert error <= REL_TOL, f"{name} {key}: relative error {error:.3g}"
+
+
+@pytest.mark.slow
+def test_generator_is_a_plain_full_network_on_every_rank(runs: dict[str, Path]) -> None:
+    """``Trainer.generator(ema)`` after the run, on every rank: no DTensor, the full weights of the run's checkpoint
+    bit for bit (raw weights, each EMA), and rank 0 samples alone with no process group left; the FSDP2 and DDP
+    samples equal the one-process sample to REL_TOL (their weights do, to REL_TOL)."""
+    reference = torch.load(runs["one"] / "generator-rank0.pt", weights_only=True)["sample"]
+    assert reference.shape == (SAMPLES, 1, 16, 16) and reference.std() > 0
+    for name, ranks in (("one", 1), ("ddp", 2), ("fsdp", 2)):
+        checkpoint = load_checkpoint(runs[name])
+        for rank in range(ranks):
+            found = torch.load(runs[name] / f"generator-rank{rank}.pt", weights_only=True)
+            assert found["sharded"] is False and found["devices"] == ["cpu"], (name, rank)
+            for ema in ("model", *EMAS):
+                want = {k: checkpoint["ema"].get(ema, {}).get(k, v) for k, v in checkpoint["model"].items()}
+                got = found[ema]
+                assert got.keys() == want.keys(), (name, rank, ema)
+                assert all(type(got[k]) is torch.Tensor and torch.equal(got[k], want[k]) for k in want), (
+                    f"{name} rank {rank} {ema}: not the checkpoint's full weights"
+                )
+            assert ("sample" in found) == (rank == 0)
+        found = torch.load(runs[name] / "generator-rank0.pt", weights_only=True)
+        assert found["process_group"] is False
+        error = ((found["sample"] - reference).norm() / reference.norm()).item()
+        assert error <= REL_TOL, f"{name}: sample differs from one process by {error:.3g}"
+    assert not torch.equal(  # the EMAs really differ from the raw weights, so the test can tell them apart
+        checkpoint["ema"]["0.9"]["final_layer.linear.weight"],
+        checkpoint["model"]["final_layer.linear.weight"],
+    )
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -122,6 +123,26 @@ def test_loss_goes_down_and_logs(tmp_path: Path) -> None:
     )
     assert torch.equal(slowest, load(tmp_path).pipeline("0.99").net.final_layer.linear.weight)
     assert not torch.equal(slowest, fast)
+
+
+def test_generator_is_a_fresh_plain_copy(tmp_path: Path) -> None:
+    """In one process, generator(ema) holds exactly what a deep copy of the network with the EMA copied in held
+    (its former implementation), shares no storage with the trainer's network and draws no random numbers."""
+    trainer = Trainer(tiny_config(tmp_path, "train.steps=3"))
+    trainer.fit()
+    for ema in ("model", "0.9", 0.99):
+        old = copy.deepcopy(trainer.net)
+        if ema != "model":
+            trainer.ema.copy_to(old, ema)
+        rng = torch.get_rng_state()
+        pipe = trainer.generator(ema)
+        assert torch.equal(rng, torch.get_rng_state()) and not pipe.net.training
+        new, want = pipe.net.state_dict(), old.state_dict()
+        assert new.keys() == want.keys() and all(torch.equal(new[k], want[k]) for k in want), ema
+        mine = {t.data_ptr() for t in (*pipe.net.parameters(), *pipe.net.buffers())}
+        assert not mine & {t.data_ptr() for t in (*trainer.net.parameters(), *trainer.net.buffers())}
+    with pytest.raises(ValueError, match="no EMA with decay 0.5; this run keeps 0.9, 0.99"):
+        trainer.generator(0.5)
 
 
 @pytest.mark.parametrize(("pred", "loss"), [("eps", "x"), ("v", "eps")])

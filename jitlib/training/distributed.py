@@ -120,6 +120,26 @@ def model_state(net: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
 
+@torch.no_grad()
+def copy_full_weights(source: nn.Module, target: nn.Module) -> None:
+    """Copy every parameter and buffer of ``source`` into the plain (unsharded) ``target`` of the same architecture.
+
+    ``source`` may be FSDP2-sharded: each DTensor is then all-gathered into a full tensor one at a time (collective:
+    every rank must call this, and every rank gets the full weights), so the memory used is ``target`` plus one
+    tensor. A plain ``source`` (one process, DDP) is copied exactly as it is; the names must match exactly.
+    """
+    sources = dict(source.named_parameters()) | dict(source.named_buffers())
+    targets = dict(target.named_parameters()) | dict(target.named_buffers())
+    if sources.keys() != targets.keys():
+        raise ValueError(
+            f"the networks differ: only in the source {sorted(sources.keys() - targets.keys())}, "
+            f"only in the target {sorted(targets.keys() - sources.keys())}"
+        )
+    for name, tensor in sources.items():
+        full = tensor.full_tensor() if hasattr(tensor, "device_mesh") else tensor
+        targets[name].copy_(full.detach())
+
+
 def load_model_state(net: nn.Module, state: dict[str, Tensor]) -> None:
     """Load a full state dict into ``net`` (each rank keeps its own shard under FSDP2); keys must match exactly."""
     if _is_sharded(net):

@@ -57,6 +57,18 @@ class EMA:
         """Overwrite the model's trainable parameters with the EMA of the given decay."""
         torch._foreach_copy_(self._params(model), self.shadows[self.key(decay)])
 
+    @torch.no_grad()
+    def copy_full_to(self, model: nn.Module, decay: float | str) -> None:
+        """Overwrite a plain (unsharded) model's trainable parameters with the full EMA tensors of ``decay``.
+
+        Under FSDP2 the shadows are sharded: each is all-gathered in turn (collective: every rank calls this, and
+        every rank gets the full EMA), so only one full tensor is held beyond ``model``. Otherwise it is
+        :meth:`copy_to`.
+        """
+        shadow = self.shadows[self.key(decay)]
+        for target, tensor in zip(self._params(model), shadow, strict=True):
+            target.copy_(tensor.full_tensor() if hasattr(tensor, "device_mesh") else tensor)
+
     @contextmanager
     def applied(self, model: nn.Module, decay: float | str) -> Iterator[nn.Module]:
         """Temporarily swap the EMA weights into ``model`` (e.g. to sample mid-training); restores them on exit."""

@@ -22,7 +22,6 @@ Python API (used by the book's notebooks)::
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -297,17 +296,29 @@ class Trainer:
             if "cuda" in rng and self.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], self.device)
 
-    def generator(self, ema: float | str | None = None) -> Pipeline:
-        """A copy of the network with the current raw weights (``"model"``) or an EMA, ready for :func:`~jitlib.evaluation.generate.generate`.
+    def generator(self, ema: float | str | None = None, device: torch.device | str | None = None) -> Pipeline:
+        """A plain copy of the network with the current raw weights (``"model"``) or an EMA, ready for
+        :func:`~jitlib.evaluation.generate.generate`.
 
-        ``ema=None`` takes :func:`~jitlib.training.config.default_ema` (as :func:`jitlib.load` does).
+        ``ema=None`` takes :func:`~jitlib.training.config.default_ema` (as :func:`jitlib.load` does). The copy is a
+        fresh network of the run's model (built on the meta device, materialised on ``device``, default the
+        training device) holding the full weights: under ``train.strategy=fsdp`` they are gathered from the shards
+        one tensor at a time, so every rank must call this together and every rank gets the same unsharded
+        network, which then samples on its own (no collective calls). In one process or under DDP the weights are
+        copied as they are (bit-for-bit). The trainer's own network and RNG states are left untouched.
         """
-        net = copy.deepcopy(self.net).eval()
         if ema != "model":
             ema = ema if ema is not None else default_ema(self.config)
-            self.ema.copy_to(net, ema)
+            self.ema.key(ema)  # an EMA this run does not keep: one line, before any copying
+        name = self.config.model.name
+        net = create_model(name, device="meta", **self.model_kwargs).to_empty(device=device or self.device)
+        dist.copy_full_weights(self.net, net)  # raw weights and buffers
+        if ema != "model":
+            self.ema.copy_full_to(net, ema)
         chosen = "raw weights" if ema == "model" else f"EMA {ema}"
-        return Pipeline(net, self.config.diffusion, self.config.sample, f"{chosen} at step {self.step}")
+        return Pipeline(
+            net.eval(), self.config.diffusion, self.config.sample, f"{chosen} at step {self.step}"
+        )
 
     # -- logging ----------------------------------------------------------------------------------------------
 
