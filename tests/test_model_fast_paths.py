@@ -1,9 +1,11 @@
 """The network's fused eager paths equal the plain forms they replace, and validation runs once, at the edges.
 
 Fast paths (jitlib.nn.model): ``norm_modulate`` (RMSNorm gain folded into adaLN), ``VisionRotaryEmbedding.rotate``
-(RoPE as a complex product), its use for q and k in ``Attention``, SwiGLU's zero-padded hidden width. Each is
-compared with the plain form in float32 to a norm-wise relative error of 1e-6 (they only reorder float rounding),
-gradients included. Validation: ``expand_t`` (inside every conversion) reads a time tensor's values once, the range
+(RoPE as a complex product), its use for q and k in ``Attention``, SwiGLU's zero-padded hidden width, and the
+hand-written backward passes of eager training (``NormModulate``, ``QKNormRope``, ``SiluGate``). Each is compared
+with the plain form in float32 to a norm-wise relative error of 1e-6 (they only reorder float rounding), gradients
+included; the hand-written backward passes also pass ``torch.autograd.gradcheck`` in float64 and leave the forward
+bit-identical. Validation: ``expand_t`` (inside every conversion) reads a time tensor's values once, the range
 of t is refused at every public entry, and the network checks a labels tensor once however many forwards it serves.
 """
 
@@ -18,6 +20,7 @@ from jitlib.diffusion.denoiser import Denoiser
 from jitlib.diffusion.interpolation import check_t, expand_t, interpolate
 from jitlib.diffusion.losses import implied_weight
 from jitlib.diffusion.sampling import sample
+from jitlib.nn import layers
 from jitlib.nn import model as model_module
 from jitlib.nn.model import (
     Attention,
@@ -148,6 +151,86 @@ def test_network_with_fast_paths_equals_the_plain_network(monkeypatch):
     for block in net.blocks:
         monkeypatch.setattr(block.mlp, "pad", 0)
     assert rel_error(fast, net(x, t, y)) <= 1e-5
+
+
+# --- hand-written backward passes -------------------------------------------------------------------------------
+
+
+def test_hand_written_backward_passes_pass_gradcheck_in_float64():
+    gen = torch.Generator().manual_seed(11)
+
+    def leaf(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=gen, dtype=torch.float64).requires_grad_()
+
+    x, factor, shift = leaf(2, 5, 8), leaf(2, 8), leaf(2, 8)
+    assert torch.autograd.gradcheck(lambda *a: layers.NormModulate.apply(*a, 1e-6), (x, factor, shift))
+    assert torch.autograd.gradcheck(layers.SiluGate.apply, (leaf(2, 5, 12),))
+    qkv, q_gain, k_gain = (
+        leaf(2, 5, 3 * 2 * 4),
+        leaf(4),
+        leaf(4),
+    )  # 2 heads of 4 channels, no RoPE (float32 tables)
+    assert torch.autograd.gradcheck(
+        lambda *a: layers.QKNormRope.apply(*a, None, 0, 2, 1e-6), (qkv, q_gain, k_gain)
+    )
+
+
+def gradients(fn, leaves: list[Tensor], fused: bool, monkeypatch) -> tuple[Tensor, list[Tensor]]:
+    """fn() and the gradients of a weighted square loss of it for ``leaves``, with or without the hand-written passes."""
+    monkeypatch.setattr(layers, "FUSED_BACKWARD", fused)
+    out = fn()
+    weight = torch.linspace(-1, 1, out.numel()).reshape(out.shape)  # a loss whose gradient is not out itself
+    return out, list(torch.autograd.grad((out * weight).square().sum(), leaves))
+
+
+@pytest.mark.parametrize("num_prefix", [0, 4])
+def test_attention_backward_equals_autograds_with_rope_and_class_tokens(num_prefix, monkeypatch):
+    attention, rope = Attention(32, 4), VisionRotaryEmbedding(8, 3)
+    with torch.no_grad():
+        for p in attention.parameters():
+            p.copy_(randn(*p.shape, seed=p.numel()))
+    x = randn(2, num_prefix + 9, 32, seed=12).requires_grad_()
+    leaves = [x, *attention.parameters()]
+    fast, fast_grads = gradients(lambda: attention(x, rope, num_prefix), leaves, True, monkeypatch)
+    plain, plain_grads = gradients(lambda: attention(x, rope, num_prefix), leaves, False, monkeypatch)
+    assert torch.equal(fast, plain)  # the same forward operations
+    for f, p in zip(fast_grads, plain_grads, strict=True):
+        assert rel_error(f, p) <= RTOL
+
+
+def test_training_network_gradients_equal_autograds(monkeypatch):
+    net = random_net()
+    gen = torch.Generator().manual_seed(13)
+    x, t, y = torch.randn(3, 3, 16, 16, generator=gen), torch.rand(3, generator=gen), torch.tensor([0, 4, 10])
+    used = set()
+    for name in ("NormModulate", "QKNormRope", "SiluGate"):
+        function = getattr(layers, name)
+        monkeypatch.setattr(
+            function,
+            "apply",
+            classmethod(lambda cls, *a, _f=function.apply: used.add(cls.__name__) or _f(*a)),
+        )
+    params = [p for p in net.parameters() if p.requires_grad]
+    fast, fast_grads = gradients(lambda: net(x, t, y), params, True, monkeypatch)
+    assert used == {"NormModulate", "QKNormRope", "SiluGate"}  # every hand-written backward ran
+    plain, plain_grads = gradients(lambda: net(x, t, y), params, False, monkeypatch)
+    assert torch.equal(fast, plain)
+    assert len(fast_grads) == len(params) > 60
+    for f, p in zip(fast_grads, plain_grads, strict=True):
+        assert rel_error(f, p) <= RTOL
+
+
+def test_compiled_graphs_and_inference_take_the_plain_operations(monkeypatch):
+    net = random_net()
+    x, t, y = randn(2, 3, 16, 16, seed=14), torch.rand(2), torch.tensor([1, 2])
+    calls = []
+    for name in ("NormModulate", "QKNormRope", "SiluGate"):
+        monkeypatch.setattr(getattr(layers, name), "apply", classmethod(lambda cls, *a: calls.append(cls)))
+    with torch.no_grad():
+        net(x, t, y)  # inference: nothing to differentiate
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    net(x, t, y).sum().backward()  # what a compiler traces: the plain operations, which it fuses itself
+    assert calls == []
 
 
 # --- validation at the edges ------------------------------------------------------------------------------------

@@ -27,15 +27,170 @@ def norm_modulate(norm: nn.Module, x: Tensor, shift: Tensor, scale: Tensor) -> T
     """``modulate(norm(x), shift, scale)`` in fewer passes over the tokens when ``norm`` is an :class:`RMSNorm`.
 
     RMSNorm's gain w and the modulation are one per-channel factor per sample: (x·r)·(w·(1 + scale)) + shift with
-    r = 1/rms(x) — three passes over (B, N, D) instead of six. Equal to the plain form up to float rounding.
+    r = 1/rms(x) — three passes over (B, N, D) instead of six. Equal to the plain form up to float rounding. Under
+    eager autograd the backward pass is :class:`NormModulate`'s hand-written one.
     """
     if not isinstance(norm, RMSNorm) or x.dtype != torch.float32:
         return modulate(norm(x), shift, scale)
     factor = norm.weight * (1 + scale)
+    recording = torch.is_grad_enabled() and any(t.requires_grad for t in (x, factor, shift))
+    if recording and x.ndim == 3 and fused_backward():
+        return NormModulate.apply(x, factor, shift, norm.eps)
     normed = x * norm.inverse_rms(x)
-    recording = torch.is_grad_enabled() and any(t.requires_grad for t in (normed, factor, shift))
     out = None if recording else normed  # inference: in place, no second (B, N, D) buffer
     return torch.addcmul(shift.unsqueeze(1), normed, factor.unsqueeze(1), out=out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Hand-written backward passes (eager training)
+# ----------------------------------------------------------------------------------------------------
+
+FUSED_BACKWARD = True  # tests turn it off to compare with the backward autograd derives from the plain ops
+
+
+def fused_backward() -> bool:
+    """Whether the layers use their hand-written backward passes: eager only (a compiler derives and fuses its own)."""
+    return FUSED_BACKWARD and not torch.compiler.is_compiling()
+
+
+def rms_backward(
+    grad: Tensor,
+    normed: Tensor,
+    r: Tensor,
+    gain: Tensor,
+    gain_dims: tuple[int, ...],
+    out: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Gradients of y = x̂·gain, x̂ = x·r, r = 1/√(‖x‖²/D + eps), given g = ∂L/∂y: (∂L/∂x, ∂L/∂gain).
+
+    ∂L/∂x = r·(g·gain − x̂·⟨g·gain, x̂⟩/D): only x̂ and r are needed, not x. ``gain`` broadcasts over ``grad``
+    ((D,) or (B, 1, D)) and ``gain_dims`` are the axes it is broadcast along (summed for its gradient). One
+    temporary the size of ``grad``, which becomes ∂L/∂x unless ``out`` is given (then ∂L/∂x is written there).
+    """
+    temp = grad * normed
+    grad_gain = temp.sum(gain_dims)
+    # ⟨g·gain, x̂⟩ over D = (g·x̂)·gain: a matrix-vector product, no second temporary
+    column = gain.transpose(-1, -2) if gain.ndim > 1 else gain  # (B, D, 1) or (D,)
+    dot = torch.matmul(temp, column)
+    dot = dot if gain.ndim > 1 else dot.unsqueeze(-1)
+    grad_x = torch.mul(grad, gain, out=temp)
+    grad_x.addcmul_(normed, dot, value=-1.0 / normed.shape[-1])
+    return torch.mul(grad_x, r, out=grad_x if out is None else out), grad_gain
+
+
+class NormModulate(torch.autograd.Function):
+    """``norm_modulate``'s RMSNorm path, y = (x·r)·factor + shift, with a backward that keeps only x·r and r.
+
+    The forward is the same operations as the plain path (the same numbers). The backward takes the gradients in
+    seven passes over (B, N, D) where autograd's derivation of the plain path takes about ten and keeps x as well.
+    x: (B, N, D) float32; factor = w·(1 + scale) and shift: (B, D).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, factor: Tensor, shift: Tensor, eps: float) -> Tensor:  # type: ignore[override]
+        r = torch.rsqrt(torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / x.shape[-1] + eps)
+        normed = x * r
+        ctx.save_for_backward(normed, r, factor)
+        ctx.shift_dtype = shift.dtype
+        return torch.addcmul(shift.unsqueeze(1), normed, factor.unsqueeze(1))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        normed, r, factor = ctx.saved_tensors
+        need_x, need_factor, need_shift, _ = ctx.needs_input_grad
+        with autocast_disabled(grad.device):
+            grad_shift = grad.sum(1).to(ctx.shift_dtype) if need_shift else None
+            grad_x, grad_factor = rms_backward(grad, normed, r, factor.unsqueeze(1), (1,))
+        return grad_x if need_x else None, grad_factor if need_factor else None, grad_shift, None
+
+
+class SiluGate(torch.autograd.Function):
+    """SiLU(gate) ⊙ value from w12's output [gate, value], with one gradient buffer for both halves.
+
+    Autograd's derivation of ``h.chunk(2)`` → SiLU → product computes the two halves' gradients separately and then
+    concatenates them (one more pass over (B, N, 2H) and one more buffer); here each is written straight into its half.
+    The forward, the saved tensors (h and SiLU(gate)) and every gradient value are those of the plain ops.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor) -> Tensor:  # type: ignore[override]
+        gate, value = h.chunk(2, dim=-1)
+        activated = F.silu(gate)
+        ctx.save_for_backward(h, activated)
+        return activated * value
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        h, activated = ctx.saved_tensors
+        gate, value = h.chunk(2, dim=-1)
+        grad_h = torch.empty_like(h, memory_format=torch.contiguous_format)
+        grad_gate, grad_value = grad_h.chunk(2, dim=-1)
+        with autocast_disabled(grad.device):
+            torch.mul(grad, activated, out=grad_value)
+            torch.mul(grad, value, out=grad_gate)
+            torch.ops.aten.silu_backward(grad_gate, gate, grad_input=grad_gate)
+        return grad_h
+
+
+class QKNormRope(torch.autograd.Function):
+    """q̃, k̃, v from qkv's output: per-head RMSNorm of q and k, then RoPE (optional); v is a view of the input.
+
+    The forward is the plain path's operations (``RMSNorm.forward``, ``VisionRotaryEmbedding.rotate``): the same
+    numbers. The backward undoes the rotation (a product with the conjugate table), takes the RMSNorm gradient
+    from x̂ and r alone (:func:`rms_backward`) and writes the q, k and v gradients straight into one buffer in
+    qkv's layout, instead of autograd's chain of products and its final stack of the three. Float32 only.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        qkv: Tensor,
+        q_gain: Tensor,
+        k_gain: Tensor,
+        rope: VisionRotaryEmbedding | None,
+        num_prefix: int,
+        heads: int,
+        eps: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        q, k, v = (part.transpose(1, 2) for part in qkv.unflatten(-1, (3, heads, -1)).unbind(2))
+        saved, outs = [], []
+        for x, gain in ((q, q_gain), (k, k_gain)):
+            r = torch.rsqrt(torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / x.shape[-1] + eps)
+            normed = x * r
+            y = gain * normed
+            outs.append(rope.rotate(y, num_prefix) if rope is not None else y)
+            saved += [normed, r]
+        ctx.save_for_backward(*saved, q_gain, k_gain)
+        ctx.rotation = rope.rotations(num_prefix).conj().resolve_conj() if rope is not None else None
+        return outs[0], outs[1], v
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx, grad_q: Tensor | None, grad_k: Tensor | None, grad_v: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
+        normed_q, r_q, normed_k, r_k, q_gain, k_gain = ctx.saved_tensors
+        b, heads, n, d = normed_q.shape
+        grad = normed_q.new_empty(b, n, 3, heads, d)
+        slots = [part.transpose(1, 2) for part in grad.unbind(2)]  # (b, heads, n, d) views of the buffer
+        gains = []
+        with autocast_disabled(normed_q.device):
+            for g, normed, r, gain, slot in (
+                (grad_q, normed_q, r_q, q_gain, slots[0]),
+                (grad_k, normed_k, r_k, k_gain, slots[1]),
+            ):
+                if g is None:
+                    slot.zero_()
+                    gains.append(None)
+                    continue
+                if ctx.rotation is not None:  # RoPE's gradient: rotate back, a product with cos − i·sin
+                    pairs = torch.view_as_complex(g.float().unflatten(-1, (-1, 2)).contiguous())
+                    g = torch.view_as_real(pairs * ctx.rotation).flatten(-2)
+                gains.append(rms_backward(g, normed, r, gain, (0, 1, 2), out=slot)[1])
+            if grad_v is None:
+                slots[2].zero_()
+            else:
+                slots[2].copy_(grad_v)
+        return grad.flatten(2), gains[0], gains[1], None, None, None, None
 
 
 def sincos_pos_embed_2d(dim: int, grid_size: int, device: torch.device | str | None = None) -> Tensor:
@@ -283,14 +438,26 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, rope: VisionRotaryEmbedding | None, num_prefix: int) -> Tensor:
         # qkv output channels are laid out (3, heads, head_dim): all q heads, then k, then v. Split along that
         # axis before moving the heads forward, so the backward stacks the three gradients straight into qkv's layout.
-        qkv = rearrange(self.qkv(x), "b n (three h d) -> b n three h d", three=3, h=self.num_heads)
-        q, k, v = (part.transpose(1, 2) for part in qkv.unbind(2))  # each (b, h, n, d)
-        q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None and not torch.compiler.is_compiling():
-            # eager: the same rotation as one complex product per pair (fewer passes); a compiler fuses `rope` itself
-            q, k = rope.rotate(q, num_prefix), rope.rotate(k, num_prefix)
-        elif rope is not None:
-            q, k = rope(q, num_prefix), rope(k, num_prefix)
+        qkv = self.qkv(x)
+        norms = (self.q_norm, self.k_norm)
+        if (
+            qkv.requires_grad
+            and qkv.dtype == torch.float32
+            and all(isinstance(norm, RMSNorm) and norm.eps == self.q_norm.eps for norm in norms)
+            and fused_backward()
+        ):  # eager fp32 training: the same forward, with a hand-written backward
+            q, k, v = QKNormRope.apply(
+                qkv, self.q_norm.weight, self.k_norm.weight, rope, num_prefix, self.num_heads, self.q_norm.eps
+            )
+        else:
+            parts = rearrange(qkv, "b n (three h d) -> b n three h d", three=3, h=self.num_heads)
+            q, k, v = (part.transpose(1, 2) for part in parts.unbind(2))  # each (b, h, n, d)
+            q, k = self.q_norm(q), self.k_norm(k)
+            if rope is not None and not torch.compiler.is_compiling():
+                # eager: the same rotation as one complex product per pair (fewer passes); a compiler fuses `rope`
+                q, k = rope.rotate(q, num_prefix), rope.rotate(k, num_prefix)
+            elif rope is not None:
+                q, k = rope(q, num_prefix), rope(k, num_prefix)
         dropout_p = self.attn_drop if self.training else 0.0
         if self.fp32_logits:
             with autocast_disabled(x.device):
@@ -328,7 +495,10 @@ class SwiGLUFFN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.pad and x.device.type == "cpu" and not torch.is_grad_enabled():
             return self.padded_forward(x)
-        gate, value = self.w12(x).chunk(2, dim=-1)
+        h = self.w12(x)
+        if h.requires_grad and fused_backward():
+            return self.w3(self.ffn_dropout(SiluGate.apply(h)))
+        gate, value = h.chunk(2, dim=-1)
         return self.w3(self.ffn_dropout(silu_gate(gate, value)))
 
     def padded_forward(self, x: Tensor) -> Tensor:

@@ -116,16 +116,17 @@ def block_activation_bytes(
 ) -> int:
     """Bytes one JiTBlock keeps for the backward pass per image, with n = `tokens` tokens (an estimate).
 
-    n·[16·D + q·D + att·D + 4a·D + 4a·H + 4·(4 + 5h) + m·(D + H)] + 9a·D + 8·D, where a = bytes per activation
+    n·[8·D + q·D + att·D + 4a·D + 4a·H + 4·(2 + s·h) + m·(D + H)] + 9a·D + 8·D, where a = bytes per activation
     (4 fp32, 2 under bf16/fp16 autocast), D = width, H = SwiGLU width, h = heads, and
-    16·D: the two RMSNorm-modulations (``norm_modulate``) keep their fp32 input and the normalised x·r;
+    8·D: the two RMSNorm-modulations (``norm_modulate``, whose hand-written backward needs no more) keep the
+    normalised x·r in fp32;
     q·D: qk-norm keeps q, k normalised in fp32 (q = 8), plus fp32 copies of q and k under autocast (q = 16);
     att·D: attention keeps q̃, k̃, the qkv output (v is a view of it) and its output, 6a (18 under autocast with
     ``attn_fp32_logits``); a flash-type kernel keeps no n×n matrix, only a log-sum-exp;
     4a·D: the inputs of qkv, proj and w12 and the attention branch's output that its gate multiplies;
     4a·H: SwiGLU keeps w12's output [gate, value] (2H), SiLU(gate) and the product (w3's input);
-    4·(4 + 5h): fp32 per-token scalars (each RMSNorm's norm and rsqrt; per head: q's and k's norm and rsqrt and the
-    attention log-sum-exp);
+    4·(2 + s·h): fp32 per-token scalars (each RMSNorm-modulation's rsqrt; per head the attention log-sum-exp and q's
+    and k's rsqrt, s = 3, or under autocast, where qk-norm takes autograd's own backward, also their norms, s = 5);
     m·(D + H): dropout masks in the middle blocks of H/G, m = 1 byte on CUDA (bool), a on CPU;
     9a·D + 8·D per image: SiLU(c), the six adaLN vectors and the two (1 + scale), and the two fp32 factors
     w·(1 + scale) that fold RMSNorm's gain into the modulation.
@@ -141,12 +142,12 @@ def block_activation_bytes(
     a = _activation_bytes(precision)
     mixed = a < 4
     d, h = config.hidden_size, config.mlp_hidden
-    norms = 16 * d
+    norms = 8 * d
     qk_norm = (16 if mixed else 8) * d
     attention = (18 if mixed and config.attn_fp32_logits else 6 * a) * d
     linear_inputs_and_branches = 4 * a * d
     swiglu = 4 * a * h
-    scalars = 4 * (4 + 5 * config.num_heads)
+    scalars = 4 * (2 + (5 if mixed else 3) * config.num_heads)
     masks = ((1 if device_type == "cuda" else a) * (d + h)) if dropout and config.proj_drop > 0 else 0
     per_token = norms + qk_norm + attention + linear_inputs_and_branches + swiglu + scalars + masks
     return tokens * per_token + 9 * a * d + 8 * d
@@ -157,8 +158,8 @@ def activation_bytes_per_image(config: JiTConfig, precision: str = "bf16", devic
 
     Σ over blocks of :func:`block_activation_bytes` (n² image tokens, plus the in-context tokens from
     block `in_context_start` on), plus the patch embedding (image and bottleneck output, a bytes each), the time MLP
-    ((256 + 2D)·a), the conditioning c (4D) and label (8), the final layer (the last block's output 4·n_last·D;
-    per image token the fp32 normalised x·r, 4D, its norm and rsqrt, 8, and the head's input a·D; per image its
+    ((256 + 2D)·a), the conditioning c (4D) and label (8), the final layer (per image token the fp32 normalised
+    x·r, 4D, its rsqrt, 4, and the head's input a·D; per image its
     adaLN vectors 2a·D and the fp32 factor w·(1 + scale), 4D) and the v-loss (one fp32 image + 4).
     Exact for PyTorch's CPU kernels (tests/test_budget.py); CUDA kernels may lay some tensors out differently.
     """
@@ -174,11 +175,7 @@ def activation_bytes_per_image(config: JiTConfig, precision: str = "bf16", devic
         )
     embed = a * pixels + (a * cfg.bottleneck_dim * image_tokens if cfg.bottleneck_dim is not None else 0)
     condition = (256 + 2 * cfg.hidden_size) * a + 4 * cfg.hidden_size + 8
-    final = (
-        4 * tokens * cfg.hidden_size
-        + image_tokens * ((4 + a) * cfg.hidden_size + 8)
-        + (2 * a + 4) * cfg.hidden_size
-    )
+    final = image_tokens * ((4 + a) * cfg.hidden_size + 4) + (2 * a + 4) * cfg.hidden_size
     loss = 4 * pixels + 4
     return blocks + embed + condition + final + loss
 
