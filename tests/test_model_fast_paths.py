@@ -2,7 +2,7 @@
 
 Fast paths (jitlib.nn.model): ``norm_modulate`` (RMSNorm gain folded into adaLN), ``VisionRotaryEmbedding.rotate``
 (RoPE as a complex product), its use for q and k in ``Attention``, SwiGLU's zero-padded hidden width, and the
-hand-written backward passes of eager training (``NormModulate``, ``QKNormRope``, ``SiluGate``). Each is compared
+hand-written backward passes of eager training (``NormModulate``, ``QKNormRope``). Each is compared
 with the plain form in float32 to a norm-wise relative error of 1e-6 (they only reorder float rounding), gradients
 included; the hand-written backward passes also pass ``torch.autograd.gradcheck`` in float64 and leave the forward
 bit-identical. Validation: ``expand_t`` (inside every conversion) reads a time tensor's values once, the range
@@ -164,7 +164,6 @@ def test_hand_written_backward_passes_pass_gradcheck_in_float64():
 
     x, factor, shift = leaf(2, 5, 8), leaf(2, 8), leaf(2, 8)
     assert torch.autograd.gradcheck(lambda *a: layers.NormModulate.apply(*a, 1e-6), (x, factor, shift))
-    assert torch.autograd.gradcheck(layers.SiluGate.apply, (leaf(2, 5, 12),))
     qkv, q_gain, k_gain = (
         leaf(2, 5, 3 * 2 * 4),
         leaf(4),
@@ -203,7 +202,7 @@ def test_training_network_gradients_equal_autograds(monkeypatch):
     gen = torch.Generator().manual_seed(13)
     x, t, y = torch.randn(3, 3, 16, 16, generator=gen), torch.rand(3, generator=gen), torch.tensor([0, 4, 10])
     used = set()
-    for name in ("NormModulate", "QKNormRope", "SiluGate"):
+    for name in ("NormModulate", "QKNormRope"):
         function = getattr(layers, name)
         monkeypatch.setattr(
             function,
@@ -212,7 +211,7 @@ def test_training_network_gradients_equal_autograds(monkeypatch):
         )
     params = [p for p in net.parameters() if p.requires_grad]
     fast, fast_grads = gradients(lambda: net(x, t, y), params, True, monkeypatch)
-    assert used == {"NormModulate", "QKNormRope", "SiluGate"}  # every hand-written backward ran
+    assert used == {"NormModulate", "QKNormRope"}  # every hand-written backward ran
     plain, plain_grads = gradients(lambda: net(x, t, y), params, False, monkeypatch)
     assert torch.equal(fast, plain)
     assert len(fast_grads) == len(params) > 60
@@ -224,7 +223,7 @@ def test_compiled_graphs_and_inference_take_the_plain_operations(monkeypatch):
     net = random_net()
     x, t, y = randn(2, 3, 16, 16, seed=14), torch.rand(2), torch.tensor([1, 2])
     calls = []
-    for name in ("NormModulate", "QKNormRope", "SiluGate"):
+    for name in ("NormModulate", "QKNormRope"):
         monkeypatch.setattr(getattr(layers, name), "apply", classmethod(lambda cls, *a: calls.append(cls)))
     with torch.no_grad():
         net(x, t, y)  # inference: nothing to differentiate

@@ -104,34 +104,6 @@ class NormModulate(torch.autograd.Function):
         return grad_x if need_x else None, grad_factor if need_factor else None, grad_shift, None
 
 
-class SiluGate(torch.autograd.Function):
-    """SiLU(gate) ⊙ value from w12's output [gate, value], with one gradient buffer for both halves.
-
-    Autograd's derivation of ``h.chunk(2)`` → SiLU → product computes the two halves' gradients separately and then
-    concatenates them (one more pass over (B, N, 2H) and one more buffer); here each is written straight into its half.
-    The forward, the saved tensors (h and SiLU(gate)) and every gradient value are those of the plain ops.
-    """
-
-    @staticmethod
-    def forward(ctx, h: Tensor) -> Tensor:  # type: ignore[override]
-        gate, value = h.chunk(2, dim=-1)
-        activated = F.silu(gate)
-        ctx.save_for_backward(h, activated)
-        return activated * value
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        h, activated = ctx.saved_tensors
-        gate, value = h.chunk(2, dim=-1)
-        grad_h = torch.empty_like(h, memory_format=torch.contiguous_format)
-        grad_gate, grad_value = grad_h.chunk(2, dim=-1)
-        with autocast_disabled(grad.device):
-            torch.mul(grad, activated, out=grad_value)
-            torch.mul(grad, value, out=grad_gate)
-            torch.ops.aten.silu_backward(grad_gate, gate, grad_input=grad_gate)
-        return grad_h
-
-
 class QKNormRope(torch.autograd.Function):
     """q̃, k̃, v from qkv's output: per-head RMSNorm of q and k, then RoPE (optional); v is a view of the input.
 
@@ -495,10 +467,7 @@ class SwiGLUFFN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.pad and x.device.type == "cpu" and not torch.is_grad_enabled():
             return self.padded_forward(x)
-        h = self.w12(x)
-        if h.requires_grad and fused_backward():
-            return self.w3(self.ffn_dropout(SiluGate.apply(h)))
-        gate, value = h.chunk(2, dim=-1)
+        gate, value = self.w12(x).chunk(2, dim=-1)
         return self.w3(self.ffn_dropout(silu_gate(gate, value)))
 
     def padded_forward(self, x: Tensor) -> Tensor:
