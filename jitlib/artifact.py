@@ -352,6 +352,7 @@ def _from_checkpoint(path: Path) -> Artifact:
             steps=int(state["step"]),
             command=" ".join(["jitlib", "train", *state.get("argv", [])]) if state.get("argv") else "",
             training_config=state["config"],
+            code=state.get("code") or {},
         ),
     )
 

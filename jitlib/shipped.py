@@ -11,7 +11,6 @@ command that exports it. The shipped files live in ``jitlib/assets/<name>``
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ import torch
 import jitlib.artifact as _artifact  # ASSET_DIR is read at call time: tests point it at another folder
 from jitlib.artifact import RAW, Artifact, _from_folder, load
 from jitlib.integrity import is_complete
+from jitlib.training.checkpoint import code_version
 from jitlib.training.config import Config, apply_overrides, from_dict
 
 
@@ -119,38 +119,6 @@ def recipe_config(name: str, output_dir: str | Path, overrides: tuple[str, ...] 
     return from_dict(values)
 
 
-def code_version(package: str | Path | None = None) -> dict[str, Any]:
-    """The code a model is trained with: the git commit of the source tree that holds ``package`` (default: the
-    jitlib package that runs) and whether it differs from that commit.
-
-    A git checkout gives ``{"commit": <git rev-parse HEAD>, "dirty": bool, "changed": [paths]}``, where ``changed``
-    lists the package's files that are modified, staged or untracked (``git status --porcelain``), relative to the
-    repository, leaving out ``assets/`` (the shipped files a retraining replaces are data, not code); anything
-    else (an installed wheel, no git) gives ``{"commit": None, "reason": <why>}``.
-    """
-    folder = Path(package if package is not None else Path(_artifact.__file__).parent).resolve()
-
-    def git(*args: str) -> subprocess.CompletedProcess[str]:
-        command = ["git", "-C", str(folder), *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-
-    try:
-        if git("ls-files", "--error-unmatch", "--", "__init__.py").returncode != 0:
-            return {
-                "commit": None,
-                "reason": f"{folder} is not tracked by git (an installed copy, not a checkout)",
-            }
-        head = git("rev-parse", "--verify", "HEAD")
-        status = git("status", "--porcelain", "--untracked-files=all", "--", ".", ":(exclude)assets")
-    except (OSError, subprocess.SubprocessError) as err:
-        return {"commit": None, "reason": f"git could not be run ({type(err).__name__}: {err})"}
-    if head.returncode != 0 or status.returncode != 0:
-        reason = (head.stderr or status.stderr).strip().splitlines()
-        return {"commit": None, "reason": f"git failed in {folder}: {reason[0] if reason else 'no message'}"}
-    changed = sorted(line[3:].split(" -> ")[-1] for line in status.stdout.splitlines() if line.strip())
-    return {"commit": head.stdout.strip(), "dirty": bool(changed), "changed": changed}
-
-
 def train_checkpoint(
     name: str, out_dir: str | Path, *, overrides: tuple[str, ...] | list[str] = (), progress: bool = True
 ) -> Path:
@@ -227,7 +195,6 @@ __all__ = [
     "RECIPES",
     "SHIPPED",
     "Recipe",
-    "code_version",
     "load_exported",
     "load_or_train",
     "recipe_config",

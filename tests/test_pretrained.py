@@ -13,7 +13,9 @@ from jitlib import shipped
 from jitlib.artifact import ASSET_DIR, CONFIG_FILE, STORAGE_DTYPE, ModelCard, load, variant_file
 from jitlib.evaluation.generate import class_labels, generate
 from jitlib.integrity import SUMS_FILE, is_complete, verify
-from jitlib.shipped import RECIPES, code_version, load_or_train, recipe_config
+from jitlib.shipped import RECIPES, load_or_train, recipe_config
+from jitlib.training import checkpoint
+from jitlib.training.checkpoint import code_version
 from jitlib.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +132,16 @@ def test_code_version_is_the_checkout_commit() -> None:
         assert len(recorded["commit"]) == 40 and all(c in "0123456789abcdef" for c in recorded["commit"])
 
 
+def test_a_training_run_records_its_code_version_and_exports_carry_it(tmp_path) -> None:
+    """Not only the shipped models: every checkpoint of ``jitlib train`` names its code, and an export keeps it."""
+    trainer = Trainer(recipe_config("digits-small", tmp_path / "run", ["train.steps=1"]))
+    trainer.fit()
+    expected = git_code_version()
+    assert load(tmp_path / "run").card.provenance.code == expected
+    exported = load(tmp_path / "run").save_pretrained(tmp_path / "export")
+    assert load(exported).card.provenance.code == expected
+
+
 def test_code_version_outside_a_checkout(tmp_path, monkeypatch) -> None:
     (tmp_path / "__init__.py").write_text("")  # a package copied out of any repository, as in a wheel
     recorded = code_version(tmp_path)
@@ -138,7 +150,7 @@ def test_code_version_outside_a_checkout(tmp_path, monkeypatch) -> None:
     def no_git(*args, **kwargs):
         raise FileNotFoundError(2, "No such file or directory", "git")
 
-    monkeypatch.setattr(shipped.subprocess, "run", no_git)
+    monkeypatch.setattr(checkpoint.subprocess, "run", no_git)
     recorded = code_version()
     assert recorded["commit"] is None and "git could not be run" in recorded["reason"]
 

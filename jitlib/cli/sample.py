@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from jitlib.artifact import SHIPPED, load
+from jitlib.artifact import load
 from jitlib.cli.options import (
     Command,
     add_sampler_options,
@@ -17,6 +17,7 @@ from jitlib.cli.options import (
     sampler_kwargs,
 )
 from jitlib.evaluation.generate import class_labels, generate, generate_shards, save_grid, save_npz, save_pngs
+from jitlib.shipped import SHIPPED
 from jitlib.training.checkpoint import check_writable
 
 HELP = f"""\

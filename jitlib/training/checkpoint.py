@@ -10,6 +10,7 @@ Unlike the official code, ``--resume`` never silently starts from scratch (JiT i
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,38 @@ from jitlib.training.config import RESUMABLE_KEYS, config_diff
 
 LAST = "checkpoint-last.pt"
 FORMAT = "jitlib-checkpoint-v1"
+
+
+def code_version(package: str | Path | None = None) -> dict[str, Any]:
+    """The code a model is trained with: the git commit of the source tree that holds ``package`` (default: the
+    jitlib package that runs) and whether it differs from that commit.
+
+    A git checkout gives ``{"commit": <git rev-parse HEAD>, "dirty": bool, "changed": [paths]}``, where ``changed``
+    lists the package's files that are modified, staged or untracked (``git status --porcelain``), relative to the
+    repository, leaving out ``assets/`` (the shipped files a retraining replaces are data, not code); anything
+    else (an installed wheel, no git) gives ``{"commit": None, "reason": <why>}``.
+    """
+    folder = Path(package if package is not None else Path(__file__).parents[1]).resolve()
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        command = ["git", "-C", str(folder), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    try:
+        if git("ls-files", "--error-unmatch", "--", "__init__.py").returncode != 0:
+            return {
+                "commit": None,
+                "reason": f"{folder} is not tracked by git (an installed copy, not a checkout)",
+            }
+        head = git("rev-parse", "--verify", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=all", "--", ".", ":(exclude)assets")
+    except (OSError, subprocess.SubprocessError) as err:
+        return {"commit": None, "reason": f"git could not be run ({type(err).__name__}: {err})"}
+    if head.returncode != 0 or status.returncode != 0:
+        reason = (head.stderr or status.stderr).strip().splitlines()
+        return {"commit": None, "reason": f"git failed in {folder}: {reason[0] if reason else 'no message'}"}
+    changed = sorted(line[3:].split(" -> ")[-1] for line in status.stdout.splitlines() if line.strip())
+    return {"commit": head.stdout.strip(), "dirty": bool(changed), "changed": changed}
 
 
 def check_writable(folder: str | Path) -> Path:

@@ -49,6 +49,7 @@ from jitlib.training.checkpoint import (
     check_output_folder,
     check_same_run,
     check_writable,
+    code_version,
     find_checkpoint,
     load_checkpoint,
     remove_stale_temps,
@@ -236,6 +237,7 @@ class Trainer:
         self.ema = EMA(self.net, cfg.ema_decays)
 
         self.step = 0
+        self.code = code_version()  # the code this attempt runs (checkpoints and exports record it)
         self.checkpoint_path = self.output_dir / LAST
         if resume_path is not None:
             self._restore(resume_path)
@@ -265,6 +267,7 @@ class Trainer:
             "rng": dist.all_gather(rng),
             "world_size": self.dist.world_size,
             "class_names": self.class_names,
+            "code": self.code,
         }
 
     def save(self) -> Path:
