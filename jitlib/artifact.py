@@ -256,9 +256,9 @@ class Artifact:
         names = []
         for variant in keep:
             tensors = {k: v.to(DTYPES[dtype]).contiguous() for k, v in self.state_dict(variant).items()}
-            save_file(
-                tensors, folder / variant_file(variant), metadata={"library": "jitlib", "variant": variant}
-            )
+            # one metadata entry: safetensors writes a map's entries in a random order, and the same weights
+            # must give the same bytes (SHA256SUMS, retraining checks)
+            save_file(tensors, folder / variant_file(variant), metadata={"jitlib_variant": variant})
             names.append(variant_file(variant))
         (folder / CONFIG_FILE).write_text(card.to_json())
         write_sums(folder, [*names, CONFIG_FILE])

@@ -155,8 +155,7 @@ class QKNormRope(torch.autograd.Function):
                     gains.append(None)
                     continue
                 if ctx.rotation is not None:  # RoPE's gradient: rotate back, a product with cos − i·sin
-                    pairs = torch.view_as_complex(g.float().unflatten(-1, (-1, 2)).contiguous())
-                    g = torch.view_as_real(pairs * ctx.rotation).flatten(-2)
+                    g = torch.view_as_real(complex_pairs(g) * ctx.rotation).flatten(-2)
                 gains.append(rms_backward(g, normed, r, gain, (0, 1, 2), out=slot)[1])
             if grad_v is None:
                 slots[2].zero_()
@@ -376,11 +375,16 @@ class VisionRotaryEmbedding(nn.Module):
         x·cos + rotate_half(x)·sin; the prefix tokens are multiplied by 1. Float32 like ``forward``; equal to it
         up to float rounding. Any leading dims (…, num_prefix + n², head_dim).
         """
-        pairs = x.float().unflatten(-1, (-1, 2))
-        if pairs.stride(-1) != 1 or pairs.storage_offset() % 2 or any(s % 2 for s in pairs.stride()[:-1]):
-            pairs = pairs.contiguous()  # a complex view needs whole pairs
-        pairs = torch.view_as_complex(pairs)
-        return torch.view_as_real(pairs * self.rotations(num_prefix)).flatten(-2).to(x.dtype)
+        return torch.view_as_real(complex_pairs(x) * self.rotations(num_prefix)).flatten(-2).to(x.dtype)
+
+
+def complex_pairs(x: Tensor) -> Tensor:
+    """Adjacent channel pairs (x_2i, x_2i+1) of float32 ``x`` as complex numbers x_2i + i·x_2i+1: a view when the
+    layout allows (a copy only when it does not), shape (…, head_dim/2)."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    if pairs.stride(-1) != 1 or pairs.storage_offset() % 2 or any(s % 2 for s in pairs.stride()[:-1]):
+        pairs = pairs.contiguous()  # a complex view needs whole pairs
+    return torch.view_as_complex(pairs)
 
 
 class Attention(nn.Module):
