@@ -1,6 +1,6 @@
 """Regenerate a checkpoint shipped in jitlib/assets (default: digits-small) with jitlib.shipped.train_checkpoint (an artifact folder).
 
-    python scripts/train_small_checkpoint.py                      # ~12 min on 1 busy CPU thread; rewrites the assets
+    python scripts/train_small_checkpoint.py                      # minutes on 1 CPU thread; rewrites the assets
     python scripts/train_small_checkpoint.py --out /tmp/ds --override train.steps=20   # a quick dry run elsewhere
 
 The same function trains the checkpoint when ``jitlib.shipped.load_or_train(name, train=True)`` is called or the

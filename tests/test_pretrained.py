@@ -177,3 +177,15 @@ def test_shipped_names_moved_to_jitlib_shipped_stay_importable_from_artifact() -
         assert getattr(pretrained, name) is getattr(shipped, name)
     with pytest.raises(AttributeError, match="no attribute 'code_version'"):
         pretrained.code_version  # noqa: B018 -- only the names that used to live in jitlib.artifact
+
+
+def test_the_shipped_card_names_the_commit_that_trained_it() -> None:
+    """digits-small was retrained from a clean checkout; its commit is in this repository's history."""
+    code = load("digits-small").card.provenance.code
+    assert code["dirty"] is False and code["changed"] == []
+    if git_code_version()["commit"] is None:
+        pytest.skip("not a git checkout: the commit cannot be looked up")
+    found = subprocess.run(
+        ["git", "-C", str(ASSET_DIR), "cat-file", "-e", f"{code['commit']}^{{commit}}"], check=False
+    )
+    assert found.returncode == 0, f"commit {code['commit']} is not in this repository's history"
