@@ -300,3 +300,20 @@ def test_a_sample_reads_no_time_values_from_the_device(monkeypatch):
     denoiser(z, torch.full((2,), 0.5), y)  # outside the sampler: the first use of a t tensor reads it
     assert calls == [1]
     assert not interpolation._TRUSTED_T.get()  # the block ended with the sample
+
+
+@pytest.mark.parametrize("num_prefix", [0, 4])
+def test_attention_in_place_at_inference_equals_the_training_path(num_prefix):
+    attention, rope = Attention(32, 4), VisionRotaryEmbedding(8, 3)
+    with torch.no_grad():
+        for p in attention.parameters():
+            p.copy_(randn(*p.shape, seed=p.numel()))
+    x = randn(2, num_prefix + 9, 32, seed=15)
+    for table in (rope, None):  # with RoPE and without
+        recorded = attention(x.clone().requires_grad_(), table, num_prefix)
+        assert recorded.grad_fn is not None
+        with torch.no_grad():
+            assert torch.equal(
+                attention(x, table, num_prefix), recorded.detach()
+            )  # the same operations, in place
+    assert torch.equal(x, randn(2, num_prefix + 9, 32, seed=15))  # the input is never written

@@ -415,16 +415,18 @@ class Attention(nn.Module):
         # qkv output channels are laid out (3, heads, head_dim): all q heads, then k, then v. Split along that
         # axis before moving the heads forward, so the backward stacks the three gradients straight into qkv's layout.
         qkv = self.qkv(x)
-        norms = (self.q_norm, self.k_norm)
-        if (
-            qkv.requires_grad
-            and qkv.dtype == torch.float32
-            and all(isinstance(norm, RMSNorm) and norm.eps == self.q_norm.eps for norm in norms)
-            and fused_backward()
-        ):  # eager fp32 training: the same forward, with a hand-written backward
+        eager_rms = (
+            qkv.dtype == torch.float32
+            and not torch.compiler.is_compiling()
+            and all(isinstance(n, RMSNorm) and n.eps == self.q_norm.eps for n in (self.q_norm, self.k_norm))
+        )
+        if eager_rms and qkv.requires_grad and fused_backward():
+            # eager fp32 training: the same forward, with a hand-written backward
             q, k, v = QKNormRope.apply(
                 qkv, self.q_norm.weight, self.k_norm.weight, rope, num_prefix, self.num_heads, self.q_norm.eps
             )
+        elif eager_rms and not qkv.requires_grad:
+            q, k, v = self.qk_in_place(qkv, rope, num_prefix)
         else:
             parts = rearrange(qkv, "b n (three h d) -> b n three h d", three=3, h=self.num_heads)
             q, k, v = (part.transpose(1, 2) for part in parts.unbind(2))  # each (b, h, n, d)
@@ -442,6 +444,25 @@ class Attention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         return self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
+
+    def qk_in_place(
+        self, qkv: Tensor, rope: VisionRotaryEmbedding | None, num_prefix: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Inference: q and k normalised and rotated inside qkv's own memory, which nothing else reads.
+
+        The operations of the plain path (x·r, then the gain, then the complex product) done in place: no new
+        (b, h, n, d) buffers, the same numbers. Returns (q, k, v) as (b, h, n, d) views of ``qkv``.
+        """
+        q, k, v = (part.transpose(1, 2) for part in qkv.unflatten(-1, (3, self.num_heads, -1)).unbind(2))
+        for x, norm in ((q, self.q_norm), (k, self.k_norm)):
+            x.mul_(norm.inverse_rms(x)).mul_(norm.weight)
+            if rope is not None:
+                rotated = complex_pairs(x).mul_(rope.rotations(num_prefix))
+                if rotated.untyped_storage().data_ptr() != x.untyped_storage().data_ptr():
+                    x.copy_(
+                        torch.view_as_real(rotated).flatten(-2)
+                    )  # the layout needed a copy: write it back
+        return q, k, v
 
 
 class GeluMLP(nn.Module):
