@@ -130,7 +130,9 @@ class QKNormRope(torch.autograd.Function):
             r = torch.rsqrt(torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / x.shape[-1] + eps)
             normed = x * r
             y = gain * normed
-            outs.append(rope.rotate(y, num_prefix) if rope is not None else y)
+            if rope is not None:  # rope.rotate's product, in y's own memory (y is this function's to reuse)
+                y = torch.view_as_real(complex_pairs(y).mul_(rope.rotations(num_prefix))).flatten(-2)
+            outs.append(y)
             saved += [normed, r]
         ctx.save_for_backward(*saved, q_gain, k_gain)
         ctx.rotation = rope.rotations(num_prefix).conj().resolve_conj() if rope is not None else None
