@@ -88,6 +88,7 @@ class NormModulate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, factor: Tensor, shift: Tensor, eps: float) -> Tensor:  # type: ignore[override]
+        """(x·r)·factor + shift; keeps x·r, r and factor for the backward pass."""
         r = torch.rsqrt(torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / x.shape[-1] + eps)
         normed = x * r
         ctx.save_for_backward(normed, r, factor)
@@ -96,6 +97,7 @@ class NormModulate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        """Gradients for x, factor and shift from x·r and r (:func:`rms_backward`)."""
         normed, r, factor = ctx.saved_tensors
         need_x, need_factor, need_shift, _ = ctx.needs_input_grad
         with autocast_disabled(grad.device):
@@ -124,6 +126,7 @@ class QKNormRope(torch.autograd.Function):
         heads: int,
         eps: float,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """(q̃, k̃, v), each (b, heads, n, head_dim); keeps the normalised q and k and their rsqrt."""
         q, k, v = (part.transpose(1, 2) for part in qkv.unflatten(-1, (3, heads, -1)).unbind(2))
         saved, outs = [], []
         for x, gain in ((q, q_gain), (k, k_gain)):
@@ -142,6 +145,7 @@ class QKNormRope(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx, grad_q: Tensor | None, grad_k: Tensor | None, grad_v: Tensor | None
     ) -> tuple[Tensor | None, ...]:
+        """Gradients for qkv (one buffer in its layout) and the two gains."""
         normed_q, r_q, normed_k, r_k, q_gain, k_gain = ctx.saved_tensors
         b, heads, n, d = normed_q.shape
         grad = normed_q.new_empty(b, n, 3, heads, d)
