@@ -317,3 +317,29 @@ def test_attention_in_place_at_inference_equals_the_training_path(num_prefix):
                 attention(x, table, num_prefix), recorded.detach()
             )  # the same operations, in place
     assert torch.equal(x, randn(2, num_prefix + 9, 32, seed=15))  # the input is never written
+
+
+def test_fast_paths_step_aside_for_hooks():
+    """A hook on a module the fast paths skip (q_norm, norm1) or reuse the output of (qkv) sees the plain forward."""
+    net = random_net()
+    block = net.blocks[0]
+    x, t, y = randn(2, 3, 16, 16, seed=16), torch.rand(2), torch.tensor([1, 2])
+    expected = net(x, t, y).detach()
+    with torch.no_grad():
+        expected_eval = net(x, t, y)
+    seen, qkv = [], []
+    hooks = [
+        m.register_forward_hook(lambda m, i, out: seen.append(m)) for m in (block.attn.q_norm, block.norm1)
+    ]
+    hooks.append(block.attn.qkv.register_forward_hook(lambda m, i, out: qkv.append((i[0].clone(), out))))
+    try:
+        assert rel_error(net(x, t, y).detach(), expected) <= RTOL  # through the modules' own forward
+        assert seen == [block.norm1, block.attn.q_norm]
+        with torch.no_grad():
+            assert rel_error(net(x, t, y), expected_eval) <= RTOL
+        assert len(seen) == 4
+    finally:
+        for hook in hooks:
+            hook.remove()
+    with torch.no_grad():  # what the qkv hook kept is qkv's output, not overwritten by the in-place path
+        assert all(torch.equal(out, block.attn.qkv(inp)) for inp, out in qkv)

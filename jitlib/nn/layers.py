@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+from torch.nn.modules import module as torch_module
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -30,7 +31,7 @@ def norm_modulate(norm: nn.Module, x: Tensor, shift: Tensor, scale: Tensor) -> T
     r = 1/rms(x) — three passes over (B, N, D) instead of six. Equal to the plain form up to float rounding. Under
     eager autograd the backward pass is :class:`NormModulate`'s hand-written one.
     """
-    if not isinstance(norm, RMSNorm) or x.dtype != torch.float32:
+    if not isinstance(norm, RMSNorm) or x.dtype != torch.float32 or hooked(norm):
         return modulate(norm(x), shift, scale)
     factor = norm.weight * (1 + scale)
     recording = torch.is_grad_enabled() and any(t.requires_grad for t in (x, factor, shift))
@@ -51,6 +52,19 @@ FUSED_BACKWARD = True  # tests turn it off to compare with the backward autograd
 def fused_backward() -> bool:
     """Whether the layers use their hand-written backward passes: eager only (a compiler derives and fuses its own)."""
     return FUSED_BACKWARD and not torch.compiler.is_compiling()
+
+
+def hooked(*modules: nn.Module) -> bool:
+    """Whether a hook watches any of ``modules`` (or every module): the fast paths, which skip those modules' own
+    ``forward`` or reuse their outputs' memory, then step aside so that the hooks see what they expect."""
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    if torch_module._global_backward_hooks or torch_module._global_backward_pre_hooks:
+        return True
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in modules
+    )
 
 
 def rms_backward(
@@ -425,6 +439,7 @@ class Attention(nn.Module):
             qkv.dtype == torch.float32
             and not torch.compiler.is_compiling()
             and all(isinstance(n, RMSNorm) and n.eps == self.q_norm.eps for n in (self.q_norm, self.k_norm))
+            and not hooked(self.qkv, self.q_norm, self.k_norm)
         )
         if eager_rms and qkv.requires_grad and fused_backward():
             # eager fp32 training: the same forward, with a hand-written backward
