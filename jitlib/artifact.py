@@ -436,26 +436,14 @@ def _class_names(dataset: str, num_classes: int) -> list[str]:
 # The shipped models live in jitlib.shipped, which imports this module; their names stay importable from here
 # ---------------------------------------------------------------------------------------------------------------
 
-_SHIPPED_NAMES = frozenset(
-    {
-        "EXPORTED",
-        "RECIPES",
-        "SHIPPED",
-        "Recipe",
-        "load_exported",
-        "load_or_train",
-        "recipe_config",
-        "train_checkpoint",
-    }
-)
-
 
 def __getattr__(name: str) -> Any:
     """``from jitlib.artifact import load_or_train`` (and the other names of :mod:`jitlib.shipped`) still works."""
-    if name in _SHIPPED_NAMES:
+    if not name.startswith("__"):  # the names are jitlib.shipped.__all__: listed once, there
         from jitlib import shipped
 
-        return getattr(shipped, name)
+        if name in shipped.__all__:
+            return getattr(shipped, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
