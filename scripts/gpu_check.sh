@@ -9,6 +9,7 @@
 #   4 benchmark table  train img/s, MFU, peak memory, sample img/s for JiT-B/16 and JiT-L/16 at 256, one `jitlib
 #                      bench` per model, each row appended as soon as it is measured  -> bench.md, bench-*.json
 #   5 FID pipeline     256 generated images vs 256 synthetic ones, jitlib.evaluation.fid -> fid/fid.json
+#                      (on a machine without the FID wheel: from the parts scripts/device_fid.sh makes)
 # summary.md gets one line per stage (exit status, seconds) the moment the stage ends; every stage runs under
 # `timeout`, sized from what is left of the budget. Exit status: 0 when every stage passed, else 1.
 # Usage: bash scripts/gpu_check.sh [OUT_DIR] [--dry-run]   (default OUT_DIR: $OUT, else data/gpu_check)
@@ -18,7 +19,7 @@ dry=${GPU_CHECK_DRY_RUN:-0}
 args=()
 for a in "$@"; do if [[ $a == --dry-run ]]; then dry=1; else args+=("$a"); fi; done
 out=${args[0]:-${OUT:-data/gpu_check}}
-py=${JITLIB_PYTHON:-python}
+py=${JITLIB_PYTHON:-$(command -v python || echo python3)} # a GPU image may have python3 alone
 [[ -x .venv/bin/python && -z ${JITLIB_PYTHON:-} ]] && py=.venv/bin/python
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$out"
@@ -107,7 +108,14 @@ for m in "${bench_models[@]}"; do
         && "$py" scripts/gpu_check.py row "$out/$name.json" "$out/bench.md"
 done
 
-# 5. the FID pipeline on a few hundred images
+# 5. the FID pipeline on a few hundred images. A GPU machine that cannot install the FID network's wheel gets the
+# file in two parts (scripts/device_fid.sh), joined here; its SHA-256 is checked when it loads.
+parts=${JITLIB_FID_PARTS:-.device/fid}
+if [[ -z ${JITLIB_FID_NETWORK:-} ]] && compgen -G "$parts/part-*" > /dev/null; then
+    export JITLIB_FID_NETWORK=${TMPDIR:-/tmp}/jitlib-fid-network.pt
+    cat "$parts"/part-* > "$JITLIB_FID_NETWORK"
+    echo "FID network: joined from $(compgen -G "$parts/part-*" | wc -l) parts in $parts" >> "$out/fid.log"
+fi
 stage fid 60 "$py" scripts/gpu_check.py fid "$out/train" --num "$num_fid" --batch 64 --sample-steps "$sample_steps" \
     --out "$out/fid"
 

