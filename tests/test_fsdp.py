@@ -221,3 +221,15 @@ def test_kill_9_then_resume_is_bit_identical(runs: dict[str, Path], tmp_path: Pa
 
 if __name__ == "__main__":
     worker(sys.argv[1:])
+
+
+def test_fsdp_on_a_torch_without_fsdp2_is_one_clear_line(monkeypatch) -> None:
+    """torch < 2.6 has no public fully_shard: the strategy says which torch it needs instead of an ImportError."""
+    import torch.distributed.fsdp
+
+    from jitlib.training.distributed import DistInfo, wrap
+
+    monkeypatch.delattr(torch.distributed.fsdp, "fully_shard")
+    with pytest.raises(RuntimeError, match=r"needs torch >= 2\.6") as err:
+        wrap(torch.nn.Linear(2, 2), "fsdp", DistInfo(rank=1, world_size=2))
+    assert "train.strategy=ddp" in str(err.value) and "\n" not in str(err.value)

@@ -102,7 +102,13 @@ def wrap(net: nn.Module, strategy: str, info: DistInfo) -> nn.Module:
                 "warning: train.strategy=fsdp on CPU (gloo) is correct but slow: meant for tests",
                 file=sys.stderr,
             )
-        from torch.distributed.fsdp import fully_shard
+        try:
+            from torch.distributed.fsdp import fully_shard
+        except ImportError:  # FSDP2's public API arrived in torch 2.6
+            raise RuntimeError(
+                f"train.strategy=fsdp needs torch >= 2.6 (FSDP2's fully_shard), this is torch {torch.__version__}: "
+                "upgrade torch or use train.strategy=ddp"
+            ) from None
 
         for block in getattr(net, "blocks", []):
             fully_shard(block)
