@@ -6,7 +6,7 @@
 # Then, with the device tool, one call right after the other (a machine stays warm about 30 s, and a carried
 # ignored path stays in its copy of the tree while it is warm):
 #   run(carry=[".device/fid/part-00"], command="ls -l .device/fid")
-#   run(carry=[".device/fid/part-01"], command="bash scripts/gpu_check.sh")
+#   run(carry=[".device/fid/part-01"], command="GPU_CHECK_COLLECT=$OUT bash scripts/gpu_check.sh /tmp/gpu_check")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-.device/fid}

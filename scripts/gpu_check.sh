@@ -13,6 +13,8 @@
 # summary.md gets one line per stage (exit status, seconds) the moment the stage ends; every stage runs under
 # `timeout`, sized from what is left of the budget. Exit status: 0 when every stage passed, else 1.
 # Usage: bash scripts/gpu_check.sh [OUT_DIR] [--dry-run]   (default OUT_DIR: $OUT, else data/gpu_check)
+#   On the lent GPU machine: GPU_CHECK_COLLECT=$OUT bash scripts/gpu_check.sh /tmp/gpu_check  (eight files come
+#   back; the checkpoints stay there). Without the FID wheel there, see scripts/device_fid.sh first.
 #   --dry-run (or GPU_CHECK_DRY_RUN=1): the same stages on the CPU at tiny sizes (about 2 minutes; tested in CI).
 cd "$(dirname "$0")/.." || exit 1
 dry=${GPU_CHECK_DRY_RUN:-0}
@@ -121,6 +123,15 @@ stage fid 60 "$py" scripts/gpu_check.py fid "$out/train" --num "$num_fid" --batc
 
 echo "- total: $((SECONDS - start)) s; $([[ $failed == 0 ]] && echo 'every stage passed' || echo 'some stage failed: see its .log')" \
     >> "$out/summary.md"
+# GPU_CHECK_COLLECT=DIR: what a reader needs, copied flat into DIR (the device tool returns at most 8 files of
+# 16 MiB each): the summary, the tables and results, and every log and per-model benchmark file in one archive.
+if [[ -n ${GPU_CHECK_COLLECT:-} ]]; then
+    mkdir -p "$GPU_CHECK_COLLECT"
+    for f in summary.md bench.md doctor.txt train.jsonl sample.json sample/samples.png fid/fid.json; do
+        [[ -f $out/$f ]] && cp "$out/$f" "$GPU_CHECK_COLLECT/"
+    done
+    (cd "$out" && tar -czf - ./*.log ./bench-*.json ./bench-*.md 2> /dev/null) > "$GPU_CHECK_COLLECT/logs.tar.gz"
+fi
 cat "$out/summary.md"
 [[ -f $out/bench.md ]] && cat "$out/bench.md"
 exit $failed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,13 @@ def test_gpu_check_dry_run_writes_every_result(tmp_path: Path) -> None:
     assert split.returncode == 0, split.stderr
     assert sorted(p.name for p in parts.iterdir()) == ["part-00", "part-01"]
     assert max(p.stat().st_size for p in parts.iterdir()) < 46 * 2**20  # + the ~21 MB tree < 64 MiB per call
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "JITLIB_FID_PARTS": str(parts)}
+    collect = tmp_path / "collect"  # what the device tool would bring back: at most 8 files of 16 MiB
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "JITLIB_FID_PARTS": str(parts),
+        "GPU_CHECK_COLLECT": str(collect),
+    }
     env.pop("JITLIB_FID_NETWORK", None)
     run = subprocess.run(
         ["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(out), "--dry-run"],
@@ -54,6 +61,21 @@ def test_gpu_check_dry_run_writes_every_result(tmp_path: Path) -> None:
     assert f"FID network: joined from 2 parts in {parts}" in (out / "fid.log").read_text()
     scores = json.loads((out / "fid" / "fid.json").read_text())
     assert scores["num_fake"] == scores["num_real"] == 16 and scores["fid"] > 0
+    collected = {p.name: p.stat().st_size for p in collect.iterdir()}
+    assert set(collected) == {
+        "summary.md",
+        "bench.md",
+        "doctor.txt",
+        "train.jsonl",
+        "sample.json",
+        "samples.png",
+        "fid.json",
+        "logs.tar.gz",
+    }
+    assert all(0 < size < 16 * 2**20 for size in collected.values()), collected
+    with tarfile.open(collect / "logs.tar.gz") as logs:
+        names = {Path(n).name for n in logs.getnames()}
+    assert {f"{stage}.log" for stage in STAGES} <= names and "bench-JiT-tiny-4.json" in names
 
 
 def test_a_failing_stage_is_recorded_and_the_others_still_run(tmp_path: Path) -> None:
