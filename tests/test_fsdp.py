@@ -53,8 +53,11 @@ def worker(argv: list[str]) -> None:
     out, strategy = argv[0], argv[1]
     delay = float(argv[argv.index("--delay") + 1]) if "--delay" in argv else 0.0
     torch.set_num_threads(1)
+    compiled = (
+        ["train.compile=true"] if "--compile" in argv else []
+    )  # the blocks' forwards (on a GPU by default)
     config = load_config(
-        "smoke-digits", [*OVERRIDES, f"train.strategy={strategy}", f"train.output_dir={out}"]
+        "smoke-digits", [*OVERRIDES, f"train.strategy={strategy}", f"train.output_dir={out}", *compiled]
     )
     trainer = Trainer(config, resume=out if "--resume" in argv else None)
     trainer.fit(callback=lambda info: time.sleep(delay))  # the delay only gives a test time to kill the run
@@ -117,12 +120,13 @@ def optimizer_tensors(state: dict[str, Any]) -> list[torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Uninterrupted runs: one process, DDP and FSDP2 on 2 processes (started together: they wait on imports)."""
+    """Uninterrupted runs: one process, DDP and FSDP2 on 2 processes, and FSDP2 with compiled blocks (as on a GPU by
+    default), all started together (they wait on imports)."""
     root = tmp_path_factory.mktemp("strategies")
-    jobs = {"one": ("ddp", 1), "ddp": ("ddp", 2), "fsdp": ("fsdp", 2)}
+    jobs = {"one": ("ddp", 1), "ddp": ("ddp", 2), "fsdp": ("fsdp", 2), "fsdp-compiled": ("fsdp", 2)}
     procs = {
         name: subprocess.Popen(
-            command(root / name, strategy, n, "--generator"),
+            command(root / name, strategy, n, "--generator", *(["--compile"] * name.endswith("compiled"))),
             env=ENV,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -142,7 +146,8 @@ def test_fsdp_equals_ddp_equals_one_process(runs: dict[str, Path]) -> None:
     assert (
         one["step"] == STEPS and tensors(one)["model.final_layer.linear.weight"].abs().sum() > 0
     )  # it trained
-    for name in ("ddp", "fsdp"):
+    assert "  compile: true" in (runs["fsdp-compiled"] / "config.yaml").read_text().splitlines()
+    for name in ("ddp", "fsdp", "fsdp-compiled"):
         a, b = losses(runs[name]), losses(runs["one"])
         assert len(a) == len(b) == STEPS
         assert max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True)) <= REL_TOL, (name, a, b)

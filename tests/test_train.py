@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from jitlib.artifact import load
+from jitlib.nn.registry import create_model
 from jitlib.training.checkpoint import LAST, load_checkpoint
-from jitlib.training.compiling import maybe_compile, resolve_compile
+from jitlib.training.compiling import is_compiled, maybe_compile, resolve_compile
 from jitlib.training.config import DiffusionConfig, load_config
 from jitlib.training.data import TensorImages, digits
 from jitlib.training.trainer import Trainer, TrainingDiverged, draw_noise, learning_rate, model_kwargs
@@ -265,13 +266,16 @@ def test_kill_9_three_times_then_resume_is_bit_identical(tmp_path: Path) -> None
 
 
 def test_compile_is_on_by_default_on_cuda_only(tmp_path: Path) -> None:
-    net = torch.nn.Linear(2, 2)
     assert resolve_compile("auto", "cuda") and not resolve_compile("auto", "cpu")
     assert resolve_compile(True, "cpu") and not resolve_compile(False, "cuda")
-    assert (
-        maybe_compile(net, "auto", torch.device("cuda"))._orig_mod is net
-    )  # wrapped (compiles on first call)
+    net = create_model("JiT-tiny/8")
+    names = list(net.state_dict())
     assert maybe_compile(net, "auto", "cpu") is net and maybe_compile(net, False, "cuda") is net
+    assert not any(is_compiled(m) for m in net.modules())
+    # on CUDA: the blocks' and final layer's forwards, in place (they compile on first call), as the official code
+    assert maybe_compile(net, "auto", torch.device("cuda")) is net
+    assert [m for m in net.modules() if is_compiled(m)] == [*net.blocks, net.final_layer]
+    assert list(net.state_dict()) == names  # no "_orig_mod." in checkpoint names
     with pytest.raises(ValueError, match="compile='sometimes' is not a compile setting; valid: auto, true"):
         resolve_compile("sometimes", "cpu")
     trainer = Trainer(tiny_config(tmp_path, "train.steps=1"))  # the default on this CPU: eager

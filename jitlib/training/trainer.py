@@ -210,9 +210,9 @@ class Trainer:
             self.device
         )
         torch.manual_seed(cfg.seed + self.dist.rank)  # only dropout (JiT-H/G) draws from the global RNG
-        wrapped = dist.wrap(self.net, cfg.strategy, self.dist)
         self.compiled = resolve_compile(cfg.compile, self.device)
-        wrapped = maybe_compile(wrapped, cfg.compile, self.device)
+        maybe_compile(self.net, cfg.compile, self.device)  # block by block, in place, before DDP / FSDP2
+        wrapped = dist.wrap(self.net, cfg.strategy, self.dist)
         d = config.diffusion
         self.denoiser = Denoiser(
             wrapped, target=d.pred, t_eps=d.t_eps, precond=d.precond, noise_scale=d.noise_scale
