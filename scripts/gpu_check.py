@@ -169,12 +169,14 @@ def cmd_fid(args: argparse.Namespace) -> None:
 
 
 def cmd_row(args: argparse.Namespace) -> None:
-    """Append the rows of one ``jitlib bench`` JSON (train img/s, MFU, peak memory, sample img/s) to a Markdown table."""
+    """Append the rows of one ``jitlib bench`` JSON (train img/s, MFU, peak memory, sample img/s, and the first
+    training step, compiling included) to a Markdown table."""
     results = json.loads(args.bench.read_text())
     if not args.table.exists():
         args.table.write_text(
-            "| model | res | precision | compile | batch | train img/s | train MFU | peak mem GiB | sample img/s |\n"
-            "|---|---|---|---|---|---|---|---|---|\n"
+            "| model | res | precision | compile | batch | train img/s | train MFU | peak mem GiB | sample img/s "
+            "| first step s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n"
         )
 
     def fmt(value, digits=1, scale=1.0):
@@ -189,7 +191,7 @@ def cmd_row(args: argparse.Namespace) -> None:
                     f"| {r['model']} | {r['resolution']} | {r['precision']} | {'on' if row['compile'] else 'off'} "
                     f"| {row.get('batch', s.get('batch', 'n/a'))} | {fmt(row.get('images_per_s'))} "
                     f"| {fmt(row.get('mfu'), 1, 100)} | {fmt(row.get('peak_memory_gib'), 2)} "
-                    f"| {fmt(s.get('images_per_s'), 2)} |\n"
+                    f"| {fmt(s.get('images_per_s'), 2)} | {fmt(row.get('first_step_s'))} |\n"
                 )
 
 

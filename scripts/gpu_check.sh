@@ -6,8 +6,9 @@
 #                      after step 80, resume to the end                               -> train/ (run), train.jsonl
 #   3 guided sampling  50-step Heun, CFG 3.0, from the smoke run: compiled (default), eager, CUDA graphs
 #                      (images/s and largest difference each)                          -> sample/samples.png, sample.json
-#   4 benchmark table  train img/s, MFU, peak memory, sample img/s for JiT-B/16 and JiT-L/16 at 256, one `jitlib
-#                      bench` per model, each row appended as soon as it is measured  -> bench.md, bench-*.json
+#   4 benchmark table  train img/s, MFU, peak memory, sample img/s and the first (compiling) step for JiT-B/16 and
+#                      JiT-L/16 at 256, one `jitlib bench` per model, each row appended as soon as it is measured
+#                                                                                     -> bench.md, bench-*.json
 #   5 FID pipeline     256 generated images vs 256 synthetic ones, jitlib.evaluation.fid -> fid/fid.json
 #                      (on a machine without the FID wheel: from the parts scripts/device_fid.sh makes)
 # summary.md gets one line per stage (exit status, seconds) the moment the stage ends; every stage runs under

@@ -125,11 +125,16 @@ def bench_training(
     """Images/s, step time, peak memory, MFU and host-device syncs of ``trainer.train_step`` on a fixed batch.
 
     Images/s, step time and MFU are from the median step; ``images_per_s_best`` from the fastest. ``profile`` adds the step's most expensive operators (one extra profiled step).
+    ``first_step_s``: wall time of the first warm-up step, which includes torch.compile's compilation when it is on.
     """
     x, y = training_batch(trainer, batch)
-    for _ in range(warmup):  # includes torch.compile's compilation when it is on
+    first_step = None
+    for i in range(warmup):
+        start = time.perf_counter()
         trainer.train_step(x, y)
-    synchronize(trainer.device)
+        synchronize(trainer.device)
+        if i == 0:
+            first_step = time.perf_counter() - start
     with peak_memory(trainer.device) as memory:
         times = time_calls({"step": lambda: trainer.train_step(x, y)}, trainer.device, steps, 0)["step"]
     syncs = count_syncs(lambda: trainer.train_step(x, y), trainer.device)
@@ -140,6 +145,7 @@ def bench_training(
     return {
         "compile": trainer.config.train.compile,
         "batch": batch,
+        "first_step_s": first_step,
         "step_ms": 1e3 * seconds,
         "images_per_s": images_per_second,
         "images_per_s_best": batch / min(times),
