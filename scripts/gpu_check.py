@@ -191,7 +191,7 @@ def cmd_row(args: argparse.Namespace) -> None:
                     f"| {r['model']} | {r['resolution']} | {r['precision']} | {'on' if row['compile'] else 'off'} "
                     f"| {row.get('batch', s.get('batch', 'n/a'))} | {fmt(row.get('images_per_s'))} "
                     f"| {fmt(row.get('mfu'), 1, 100)} | {fmt(row.get('peak_memory_gib'), 2)} "
-                    f"| {fmt(s.get('images_per_s'), 2)} | {fmt(row.get('first_step_s'))} |\n"
+                    f"| {fmt(s.get('images_per_s'), 2)} | {fmt(row.get('first_step_s'), 2)} |\n"
                 )
 
 
