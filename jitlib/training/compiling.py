@@ -35,7 +35,7 @@ def compile_regions(net: nn.Module) -> nn.Module:
     """``torch.compile(forward, dynamic=False)`` of every block and the final layer of ``net``, in place; returns ``net``.
 
     Only ``forward`` is replaced: parameters, state-dict names and module hooks (FSDP2's gathers) stay as they are,
-    outside the compiled code, so this comes before or after :func:`jitlib.training.distributed.wrap` alike.
+    outside the compiled code. ``Trainer`` calls it before :func:`jitlib.training.distributed.wrap` (DDP, FSDP2).
     ``dynamic=False``: each block sees two fixed shapes (before and after the in-context tokens join).
     """
     for module in net.modules():
